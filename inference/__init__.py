@@ -1,0 +1,1 @@
+"""Hearth's inference core: model files, chat formats, engines. Never imports Qt."""

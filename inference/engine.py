@@ -1,0 +1,88 @@
+"""What every inference engine offers, and the values that pass through it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from inference.chat_format import Message
+from inference.gguf_info import GgufInfo
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How the next token is chosen. ``temperature=0`` is greedy."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+    max_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """Where and how a model runs, and the sentence that says why."""
+
+    engine: str
+    device: str
+    n_threads: int
+    n_ctx: int
+    n_gpu_layers: int
+    reason: str
+
+    def summary(self) -> str:
+        """Short form for the status bar, e.g. ``llama.cpp · CPU · 2 threads``."""
+        threads = f"{self.n_threads} thread{'s' if self.n_threads != 1 else ''}"
+        return f"{self.engine} · {self.device} · {threads}"
+
+
+@dataclass(frozen=True)
+class ReplyStats:
+    """How a reply went: why it ended and how fast it was."""
+
+    finish_reason: str  # "stop" (the model ended), "length" (max tokens), "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float
+    total_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode speed: tokens after the first, over the time after the first."""
+        decode_s = self.total_s - self.ttft_s
+        if self.completion_tokens < 2 or decode_s <= 0:
+            return 0.0
+        return (self.completion_tokens - 1) / decode_s
+
+
+class ReplyStream(Protocol):
+    """Text chunks of one reply; ``stats`` is set once iteration ends."""
+
+    stats: ReplyStats | None
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
+class Engine(Protocol):
+    """A loaded model that streams chat replies. Not thread-safe: one owner thread."""
+
+    plan: ExecutionPlan
+
+    def load(self, info: GgufInfo) -> None:
+        """Load the validated model file ``info`` describes. Raises ModelLoadError on failure."""
+        ...
+
+    def stream_chat(
+        self, messages: Sequence[Message], *, params: SamplingParams, cancel: threading.Event
+    ) -> ReplyStream:
+        """Stream the assistant's reply to ``messages``; stops between tokens once ``cancel`` is set."""
+        ...
+
+    def close(self) -> None:
+        """Free the model. Safe to call twice."""
+        ...

@@ -1,0 +1,48 @@
+"""A headless check that a model loads and generates: what ``main.py --self-test`` runs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from inference.engine import SamplingParams
+from inference.errors import GenerationError, describe_error
+from inference.execution import CpuFacts
+from inference.session import ModelChoice, open_model
+
+SELF_TEST_PROMPT = "Name three colours of the rainbow."
+SELF_TEST_TOKENS = 32
+
+
+def run_self_test(choose_model: Callable[[], ModelChoice], cpu: CpuFacts) -> dict:
+    """Load the chosen model, generate up to 32 tokens greedily, report what happened.
+
+    Never raises: any failure becomes ``{"ok": False, "error": <sentence>}``.
+    """
+    loaded = None
+    try:
+        loaded = open_model(choose_model(), cpu)
+        stream = loaded.engine.stream_chat(
+            [{"role": "user", "content": SELF_TEST_PROMPT}],
+            params=SamplingParams(temperature=0.0, max_tokens=SELF_TEST_TOKENS, seed=0),
+            cancel=threading.Event(),
+        )
+        text = "".join(stream)
+        stats = stream.stats
+        if not text.strip():
+            raise GenerationError("The model loaded but produced no text.")
+        return {
+            "ok": True,
+            "engine": loaded.plan.engine,
+            "device": loaded.plan.device,
+            "model": loaded.display_name,
+            "tokens": stats.completion_tokens,
+            "tokens_per_s": round(stats.tokens_per_s, 2),
+            "ttft_s": round(stats.ttft_s, 4),
+            "load_s": round(loaded.load_s, 3),
+        }
+    except Exception as exc:  # noqa: BLE001 - the self-test reports every failure as a sentence
+        return {"ok": False, "error": describe_error(exc)}
+    finally:
+        if loaded is not None:
+            loaded.engine.close()

@@ -1,0 +1,92 @@
+"""Hearth: chat with language models on your own computer.
+
+Parses arguments, configures logging, builds the objects and wires them, then
+runs the window (or the headless self-test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+
+from model_store.builtin_model import ensure_builtin_model, packaged_gemma_chunks
+from model_store.paths import AppPaths
+from model_store.registry import ModelRegistry
+from model_store.settings import SettingsStore
+from inference.session import ModelChoice
+
+log = logging.getLogger("hearth")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hearth", description="Chat with language models on your own computer.")
+    parser.add_argument("--model", type=Path, help="a GGUF model file to use instead of the default model")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="load the model without a window, generate a few tokens, print one JSON line and exit",
+    )
+    parser.add_argument(
+        "--home", type=Path, default=os.environ.get("HEARTH_HOME"),
+        help="keep all of Hearth's files below this folder (default: the usual per-user folders)",
+    )
+    return parser.parse_args(argv)
+
+
+def configure_logging(log_dir: Path) -> None:
+    """Log to a rotating file in the user's log folder. Prompts, replies and secrets are never logged."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        log_dir / "hearth.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+
+
+def model_chooser(paths: AppPaths, model_file: Path | None):
+    """A function that returns the model to open: ``model_file``, or the registered default.
+
+    It may copy and hash the built-in model on first use, so it is called off the GUI thread.
+    """
+
+    def choose() -> ModelChoice:
+        if model_file is not None:
+            return ModelChoice(path=model_file)
+        registry = ModelRegistry(paths.registry_file)
+        builtin = ensure_builtin_model(registry, paths.models_dir, packaged_gemma_chunks())
+        default = registry.default() if registry.all() else builtin
+        return ModelChoice(path=default.path, display_name=default.display_name, is_demo=default.is_demo)
+
+    return choose
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    paths = AppPaths.under(args.home) if args.home else AppPaths.for_current_user()
+    paths.create()
+    configure_logging(paths.log_dir)
+    choose_model = model_chooser(paths, args.model)
+
+    from inference.execution import CpuFacts
+
+    if args.self_test:
+        from inference.self_test import run_self_test
+
+        result = run_self_test(choose_model, CpuFacts.probe())
+        print(json.dumps(result), flush=True)
+        return 0 if result["ok"] else 1
+
+    from gui.app import run_app
+
+    return run_app(choose_model=choose_model, cpu=CpuFacts.probe(), settings=SettingsStore(paths.settings_file))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,99 @@
+"""The list of installed models and which one is the default, kept in a JSON file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from model_store.atomic import write_text_atomically
+from model_store.errors import ModelNotInstalledError
+
+log = logging.getLogger(__name__)
+
+REGISTRY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """A model file Hearth has verified and can load.
+
+    ``size_bytes`` and ``mtime_ns`` record the file as it was when its sha256
+    was checked, so a later start can tell cheaply whether it changed.
+    """
+
+    id: str
+    display_name: str
+    path: Path
+    sha256: str
+    size_bytes: int
+    mtime_ns: int
+    is_demo: bool = False
+
+    def file_unchanged(self) -> bool:
+        """True when the file still has the size and mtime it had when verified."""
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return False
+        return stat.st_size == self.size_bytes and stat.st_mtime_ns == self.mtime_ns
+
+
+class ModelRegistry:
+    """Installed models, persisted to ``registry_file`` after every change."""
+
+    def __init__(self, registry_file: Path) -> None:
+        self._file = registry_file
+        self._models: dict[str, InstalledModel] = {}
+        self._default_id: str | None = None
+        self._load()
+
+    def get(self, model_id: str) -> InstalledModel | None:
+        """The model with this id, or None."""
+        return self._models.get(model_id)
+
+    def all(self) -> list[InstalledModel]:
+        """Every installed model, in the order they were added."""
+        return list(self._models.values())
+
+    def add(self, model: InstalledModel, *, make_default: bool = False) -> None:
+        """Add or replace a model; it becomes the default if asked or if there is none."""
+        self._models[model.id] = model
+        if make_default or self._default_id not in self._models:
+            self._default_id = model.id
+        self._save()
+
+    def default(self) -> InstalledModel:
+        """The model Hearth loads when the user has not picked one.
+
+        Raises:
+            ModelNotInstalledError: no model is installed.
+        """
+        if self._default_id in self._models:
+            return self._models[self._default_id]
+        raise ModelNotInstalledError("No model is installed yet.")
+
+    def _load(self) -> None:
+        if not self._file.exists():
+            return
+        try:
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+            models = [
+                InstalledModel(**{**entry, "path": Path(entry["path"])}) for entry in data["models"]
+            ]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # The list can be rebuilt (the built-in model re-registers itself);
+            # keep the damaged file for inspection instead of deleting it.
+            aside = self._file.with_suffix(".corrupt.json")
+            log.warning("Model list %s is unreadable (%s); moved it to %s", self._file, exc, aside)
+            os.replace(self._file, aside)
+            return
+        self._models = {model.id: model for model in models}
+        self._default_id = data.get("default")
+
+    def _save(self) -> None:
+        entries = [asdict(replace(model, path=str(model.path))) for model in self._models.values()]
+        payload = {"version": REGISTRY_VERSION, "default": self._default_id, "models": entries}
+        write_text_atomically(self._file, json.dumps(payload, indent=2))

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Install Hearth into its own environment, then start it or run its tests.
+
+    python3 packaging/bootstrap.py run  [-- app arguments]
+    python3 packaging/bootstrap.py test [-- pytest arguments]
+
+The first run creates ``.venv`` next to this repository, builds
+llama-cpp-python once with portable CPU flags (the wheel is cached per user,
+so later installs take seconds) and installs everything else from PyPI. A
+later run finds nothing changed and starts at once. Uses only the standard
+library: it runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = REPO / ".venv"
+STAMP = VENV / "hearth-install.json"
+LLAMA_CPP_VERSION = "0.3.36"
+APP_REQUIREMENTS = REPO / "requirements.txt"
+TEST_REQUIREMENTS = REPO / "requirements-test.txt"
+MIN_PYTHON = (3, 10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Install Hearth, then run it or its tests.")
+    parser.add_argument("action", choices=["run", "test", "install"], help="what to do after installing")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed on to the app or pytest")
+    args = parser.parse_args()
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+
+    if sys.version_info < MIN_PYTHON:
+        print(f"Hearth needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer; this is {platform.python_version()}.")
+        return 1
+    started = time.monotonic()
+    python = ensure_environment(with_tests=args.action == "test")
+    say(f"Environment ready in {time.monotonic() - started:.1f} s.")
+    if args.action == "install":
+        return 0
+    if args.action == "run":
+        command = [str(python), str(REPO / "main.py"), *rest]
+    else:
+        command = [str(python), "-m", "pytest", *rest]
+    return subprocess.call(command, cwd=REPO)
+
+
+def ensure_environment(*, with_tests: bool) -> Path:
+    """Create or update ``.venv``; return its Python. Does nothing when already up to date."""
+    python = venv_python()
+    wanted = install_fingerprint(with_tests=with_tests)
+    stamp = read_stamp() if python.exists() else {}
+    if all(stamp.get(key) == value for key, value in wanted.items()):
+        return python
+    if not python.exists():
+        say(f"Creating a Python environment in {VENV} ...")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    say("Installing Hearth's dependencies (the first time takes several minutes) ...")
+    pip(python, "install", "--upgrade", "pip")
+    pip(python, "install", str(llama_cpp_wheel(python)))
+    pip(python, "install", "-r", str(APP_REQUIREMENTS))
+    if with_tests:
+        pip(python, "install", "-r", str(TEST_REQUIREMENTS))
+    same_app = stamp.get("app") == wanted["app"]
+    STAMP.write_text(json.dumps({**(stamp if same_app else {}), **wanted}), encoding="utf-8")
+    return python
+
+
+def llama_cpp_wheel(python: Path) -> Path:
+    """A llama-cpp-python wheel for this machine, built once and cached."""
+    flags = cpu_build_flags()
+    key = hashlib.sha256(" ".join(flags).encode()).hexdigest()[:12]
+    cache = wheel_cache_dir() / f"llama-cpp-python-{LLAMA_CPP_VERSION}-{platform.machine()}-{key}"
+    existing = sorted(cache.glob("llama_cpp_python-*.whl"))
+    if existing:
+        return existing[-1]
+    say("Building the llama.cpp engine for this computer (once; about 5 minutes) ...")
+    cache.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CMAKE_ARGS=" ".join(flags), CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
+    pip(python, "wheel", "--no-deps", "--no-cache-dir", "-w", str(cache), f"llama-cpp-python=={LLAMA_CPP_VERSION}", env=env)
+    return sorted(cache.glob("llama_cpp_python-*.whl"))[-1]
+
+
+def cpu_build_flags() -> list[str]:
+    """CMake flags for a portable llama.cpp build.
+
+    Never a native build: it would not run on other machines, and on CPUs
+    with AMX tiles it crashes on the first token. x86-64 gets the widest
+    common instruction set this CPU supports (AVX2+FMA+F16C, else AVX).
+    """
+    flags = ["-DGGML_NATIVE=OFF", "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+    flags.append("-DLLAVA_BUILD=OFF")  # no multimodal models yet: skips a third of the build
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return flags
+    cpu = cpu_features()
+    avx2 = {"avx2", "fma", "f16c"} <= cpu or not cpu  # unknown CPU (not Linux): assume a post-2013 one
+    avx = avx2 or "avx" in cpu
+    for name, enabled in (("AVX", avx), ("AVX2", avx2), ("FMA", avx2), ("F16C", avx2), ("AVX512", False)):
+        flags.append(f"-DGGML_{name}={'ON' if enabled else 'OFF'}")
+    return flags
+
+
+def cpu_features() -> set[str]:
+    """The CPU's instruction-set flags on Linux; empty where /proc/cpuinfo does not exist."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def wheel_cache_dir() -> Path:
+    """Per-user folder for built wheels (override with HEARTH_WHEEL_CACHE)."""
+    if os.environ.get("HEARTH_WHEEL_CACHE"):
+        return Path(os.environ["HEARTH_WHEEL_CACHE"])
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "Hearth" / "Cache"
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches" / "Hearth"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hearth"
+    return base / "wheels"
+
+
+def install_fingerprint(*, with_tests: bool) -> dict[str, str]:
+    """What the environment must match: requirement files, engine build flags, this script."""
+    parts = [APP_REQUIREMENTS.read_bytes(), " ".join(cpu_build_flags()).encode(), Path(__file__).read_bytes()]
+    fingerprint = {"python": platform.python_version(), "app": hashlib.sha256(b"\0".join(parts)).hexdigest()}
+    if with_tests:
+        fingerprint["test"] = hashlib.sha256(TEST_REQUIREMENTS.read_bytes()).hexdigest()
+    return fingerprint
+
+
+def read_stamp() -> dict[str, str]:
+    """The fingerprint of the last finished install; empty when there is none."""
+    try:
+        stamp = json.loads(STAMP.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def venv_python() -> Path:
+    """The environment's Python executable."""
+    return VENV / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def pip(python: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    """Run pip in the environment; stop with its message when it fails."""
+    command = [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args]
+    result = subprocess.run(command, env=env, cwd=REPO)
+    if result.returncode != 0:
+        raise SystemExit(f"Installing failed: {' '.join(command)} exited with {result.returncode}.")
+
+
+def say(message: str) -> None:
+    print(f"[hearth] {message}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
