@@ -1,0 +1,50 @@
+"""House rules: inference/ and model_store/ never import Qt."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+QT_FREE_PACKAGES = ("inference", "model_store")
+QT_MODULES = ("PySide6", "shiboken6", "PyQt5", "PyQt6", "qtpy")
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", QT_FREE_PACKAGES)
+def test_no_qt_import_in_source(package: str) -> None:
+    offenders = {
+        str(path.relative_to(REPO)): sorted(imported_modules(path) & set(QT_MODULES))
+        for path in (REPO / package).rglob("*.py")
+    }
+    assert {file: qt for file, qt in offenders.items() if qt} == {}
+
+
+def test_importing_the_core_loads_no_qt() -> None:
+    modules = [
+        f"{path.parent.name}.{path.stem}"
+        for package in QT_FREE_PACKAGES
+        for path in (REPO / package).glob("*.py")
+        if path.stem != "__init__"
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {QT_MODULES!r}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
