@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from collections.abc import Callable
 
+import psutil
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from gui.inference_worker import InferenceWorker, WorkerThread
@@ -13,6 +17,8 @@ from inference.engine import SamplingParams
 from inference.execution import CpuFacts
 from inference.session import ModelChoice
 from model_store.settings import SettingsStore
+
+log = logging.getLogger(__name__)
 
 
 def connect_worker(window: MainWindow, worker: InferenceWorker) -> None:
@@ -58,4 +64,10 @@ def run_app(*, choose_model: Callable[[], ModelChoice], cpu: CpuFacts, settings:
     window, worker_thread = build_ui(choose_model=choose_model, cpu=cpu, settings=settings)
     app.aboutToQuit.connect(lambda: shut_down(window, worker_thread))
     window.show()
+    QTimer.singleShot(0, _log_start_time)
     return app.exec()
+
+
+def _log_start_time() -> None:
+    started = psutil.Process().create_time()
+    log.info("Window shown %.2f s after the process started", time.time() - started)

@@ -82,6 +82,7 @@ class InferenceWorker(QObject):
             self.model_failed.emit(describe_error(exc))
             return
         loaded = self._loaded
+        log.info("Model ready: %s, %s, %.2f s", loaded.display_name, loaded.plan.summary(), loaded.load_s)
         self.model_ready.emit(
             ModelReady(
                 display_name=loaded.display_name,
