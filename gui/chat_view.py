@@ -67,8 +67,7 @@ class ChatView(QTextBrowser):
         self._flush()
         text = "".join(self._reply_parts).rstrip()
         if self._reply_cursor is not None and note:
-            note_format = self._body_format()
-            note_format.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            note_format = self._grey_format()
             note_format.setFontItalic(True)
             self._reply_cursor.insertText(f"{'  ' if text else ''}[{note}]", note_format)
         self._reply_cursor = None
@@ -77,17 +76,9 @@ class ChatView(QTextBrowser):
         return text
 
     def add_notice(self, text: str) -> None:
-        """Append a centred grey line, e.g. an error about the model."""
-        cursor = QTextCursor(self.document())
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        frame_format = QTextFrameFormat()
-        frame_format.setPadding(6)
-        frame_format.setBottomMargin(10)
-        frame_format.setBorder(0)
-        cursor.insertFrame(frame_format)
-        char_format = self._body_format()
-        char_format.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
-        cursor.insertText(text, char_format)
+        """Append a grey line outside any message, e.g. an error about the model."""
+        cursor = self._append_frame(self._frame_format(padding=6))
+        cursor.insertText(text, self._grey_format())
         self._scroll_to_end()
 
     @Slot()
@@ -102,26 +93,40 @@ class ChatView(QTextBrowser):
             self._scroll_to_end()
 
     def _new_message_frame(self, role: str, author: str) -> QTextCursor:
-        palette = self.palette()
-        cursor = QTextCursor(self.document())
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        frame_format = QTextFrameFormat()
-        frame_format.setPadding(10)
-        frame_format.setBottomMargin(12)
-        frame_format.setBorder(0)
+        frame_format = self._frame_format(padding=10)
         if role == "user":
+            palette = self.palette()
             base, tint = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Highlight)
             frame_format.setBackground(_blend(base, tint, 0.12))
             frame_format.setLeftMargin(64)
         else:
             frame_format.setRightMargin(64)
-        cursor.insertFrame(frame_format)
-        author_format = self._body_format()
+        cursor = self._append_frame(frame_format)
+        author_format = self._grey_format()
         author_format.setFontWeight(QFont.Weight.DemiBold)
-        author_format.setForeground(palette.color(QPalette.ColorRole.PlaceholderText))
         cursor.insertText(author, author_format)
         cursor.insertBlock()
         return cursor
+
+    def _append_frame(self, frame_format: QTextFrameFormat) -> QTextCursor:
+        """Add a frame at the end of the document; return a cursor inside it."""
+        cursor = QTextCursor(self.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertFrame(frame_format)
+        return cursor
+
+    @staticmethod
+    def _frame_format(*, padding: int) -> QTextFrameFormat:
+        frame_format = QTextFrameFormat()
+        frame_format.setPadding(padding)
+        frame_format.setBottomMargin(12)
+        frame_format.setBorder(0)
+        return frame_format
+
+    def _grey_format(self) -> QTextCharFormat:
+        char_format = self._body_format()
+        char_format.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
+        return char_format
 
     def _body_format(self) -> QTextCharFormat:
         char_format = QTextCharFormat()
