@@ -74,18 +74,20 @@ def main(argv: list[str]) -> int:
     configure_logging(paths.log_dir)
     choose_model = model_chooser(paths, args.model)
 
-    from inference.execution import CpuFacts
+    from inference.hardware import probe_hardware
 
+    settings = SettingsStore(paths.settings_file)
     if args.self_test:
+        from gui.preferences import engine_preferences  # Qt-free helper
         from inference.self_test import run_self_test
 
-        result = run_self_test(choose_model, CpuFacts.probe())
+        result = run_self_test(choose_model, probe_hardware, engine_preferences(settings.load()))
         print(json.dumps(result), flush=True)
         return 0 if result["ok"] else 1
 
     from gui.app import run_app
 
-    return run_app(choose_model=choose_model, cpu=CpuFacts.probe(), settings=SettingsStore(paths.settings_file))
+    return run_app(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings)
 
 
 if __name__ == "__main__":

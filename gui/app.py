@@ -13,8 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from gui.inference_worker import InferenceWorker, WorkerThread
 from gui.main_window import MainWindow
-from inference.engine import SamplingParams
-from inference.execution import CpuFacts
+from inference.hardware import CpuFacts, Hardware
 from inference.session import ModelChoice
 from model_store.settings import SettingsStore
 
@@ -28,6 +27,8 @@ def connect_worker(window: MainWindow, worker: InferenceWorker) -> None:
     worker.model_loading.connect(window.on_model_loading)
     worker.model_ready.connect(window.on_model_ready)
     worker.model_failed.connect(window.on_model_failed)
+    worker.threads_measured.connect(window.on_threads_measured)
+    worker.engine_stopped.connect(window.on_engine_stopped)
     worker.reply_chunk.connect(window.on_reply_chunk)
     worker.reply_finished.connect(window.on_reply_finished)
     worker.reply_cancelled.connect(window.on_reply_cancelled)
@@ -37,16 +38,15 @@ def connect_worker(window: MainWindow, worker: InferenceWorker) -> None:
 def build_ui(
     *,
     choose_model: Callable[[], ModelChoice],
-    cpu: CpuFacts,
+    probe_hardware: Callable[[], Hardware],
     settings: SettingsStore,
-    params: SamplingParams | None = None,
 ) -> tuple[MainWindow, WorkerThread]:
-    """Create the window and its inference thread, wired and started; the model starts loading."""
-    window = MainWindow(settings, params)
-    worker_thread = WorkerThread(InferenceWorker(choose_model, cpu))
+    """Create the window and its inference thread, wired and started; the default model starts loading."""
+    window = MainWindow(settings, CpuFacts.probe())
+    worker_thread = WorkerThread(InferenceWorker(choose_model, probe_hardware))
     connect_worker(window, worker_thread.worker)
     worker_thread.start()
-    window.load_requested.emit(None)
+    window.load_model(None)
     return window, worker_thread
 
 
@@ -56,12 +56,14 @@ def shut_down(window: MainWindow, worker_thread: WorkerThread) -> None:
     worker_thread.stop()
 
 
-def run_app(*, choose_model: Callable[[], ModelChoice], cpu: CpuFacts, settings: SettingsStore) -> int:
+def run_app(
+    *, choose_model: Callable[[], ModelChoice], probe_hardware: Callable[[], Hardware], settings: SettingsStore
+) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Hearth")
     app.setApplicationDisplayName("Hearth")
-    window, worker_thread = build_ui(choose_model=choose_model, cpu=cpu, settings=settings)
+    window, worker_thread = build_ui(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings)
     app.aboutToQuit.connect(lambda: shut_down(window, worker_thread))
     window.show()
     QTimer.singleShot(0, _log_start_time)

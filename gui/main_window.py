@@ -20,10 +20,13 @@ from PySide6.QtWidgets import (
 from gui.chat_view import ChatView
 from gui.composer import Composer
 from gui.demo_notice import DemoNotice
-from gui.inference_worker import ModelReady, ReplyRequest
-from inference.engine import ReplyStats, SamplingParams
+from gui.inference_worker import LoadRequest, ModelReady, ReplyRequest
+from gui.preferences import cpu_signature, engine_preferences, sampling_params
+from gui.settings_dialog import SettingsDialog
+from inference.engine import ReplyStats
+from inference.hardware import CpuFacts
 from inference.session import ModelChoice
-from model_store.settings import SettingsStore
+from model_store.settings import Settings, SettingsStore
 
 USER_NAME = "You"
 
@@ -32,18 +35,19 @@ class MainWindow(QMainWindow):
     """The chat window. Talks to the inference worker only through signals.
 
     Signals:
-        load_requested(ModelChoice | None): ask the worker to load a model (None: the default).
+        load_requested(LoadRequest): ask the worker to load a model.
         reply_requested(ReplyRequest): ask the worker for a reply.
     """
 
     load_requested = Signal(object)
     reply_requested = Signal(object)
 
-    def __init__(self, settings: SettingsStore, params: SamplingParams | None = None) -> None:
+    def __init__(self, settings: SettingsStore, cpu: CpuFacts) -> None:
         super().__init__()
         self._settings_store = settings
         self._settings = settings.load()
-        self._params = params or SamplingParams()
+        self._cpu = cpu
+        self._model_choice: ModelChoice | None = None
         self._model: ModelReady | None = None
         self._messages: list[dict[str, str]] = []
         self._active: ReplyRequest | None = None
@@ -88,7 +92,7 @@ class MainWindow(QMainWindow):
         self._active = ReplyRequest(
             request_id=self._next_request_id,
             messages=tuple(self._messages),
-            params=self._params,
+            params=sampling_params(self._settings),
             cancel=threading.Event(),
         )
         self._next_request_id += 1
@@ -103,7 +107,38 @@ class MainWindow(QMainWindow):
             return
         path, _ = QFileDialog.getOpenFileName(self, "Open a model file", str(Path.home()), "GGUF models (*.gguf)")
         if path:
-            self.load_requested.emit(ModelChoice(path=Path(path)))
+            self.load_model(ModelChoice(path=Path(path)))
+
+    def load_model(self, choice: ModelChoice | None = None) -> None:
+        """Ask the worker to load ``choice`` (None: the default model) with the current settings."""
+        self._model_choice = choice
+        measured = self._settings.measured_threads.get(cpu_signature(self._cpu))
+        self.load_requested.emit(
+            LoadRequest(
+                choice=choice,
+                prefs=engine_preferences(self._settings),
+                measured_threads=measured,
+                state_cache_bytes=self._settings.state_cache_mb << 20,
+                tune_threads=measured is None,
+            )
+        )
+
+    @Slot()
+    def open_settings(self) -> None:
+        """Show the Settings dialog and apply what the user chose."""
+        dialog = SettingsDialog(self._settings, max_threads=self._cpu.logical_cores, parent=self)
+        if dialog.exec():
+            self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Save new settings; reload the model when where or how it runs has changed."""
+        reload = engine_preferences(settings) != engine_preferences(self._settings) or (
+            settings.state_cache_mb != self._settings.state_cache_mb
+        )
+        self._settings = settings
+        self._settings_store.save(settings)
+        if reload and self._active is None:
+            self.load_model(self._model_choice)
 
     @Slot()
     def stop_reply(self) -> None:
@@ -141,6 +176,15 @@ class MainWindow(QMainWindow):
         self.chat_view.add_notice(message)
         self._update_controls()
 
+    @Slot(int)
+    def on_threads_measured(self, threads: int) -> None:
+        self._settings.measured_threads[cpu_signature(self._cpu)] = threads
+        self._settings_store.save(self._settings)
+
+    @Slot(str)
+    def on_engine_stopped(self, reason: str) -> None:
+        self.chat_view.add_notice(f"{reason} Your conversation is kept; Hearth is restarting the engine.")
+
     @Slot(int, str)
     def on_reply_chunk(self, request_id: int, text: str) -> None:
         if self._active is not None and request_id == self._active.request_id:
@@ -170,9 +214,26 @@ class MainWindow(QMainWindow):
             self._messages.append({"role": "assistant", "content": text})
         self._active = None
         self.status_message.setText(status)
-        if stats is not None and stats.completion_tokens:
-            self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s · first token {stats.ttft_s:.2f} s")
+        if stats is not None:
+            self._show_reply_stats(stats)
         self._update_controls()
+
+    def _show_reply_stats(self, stats: ReplyStats) -> None:
+        if stats.completion_tokens:
+            self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s · first token {stats.ttft_s:.2f} s")
+        if stats.context_window:
+            self.context_label.setText(f"Context {stats.context_used:,} / {stats.context_window:,}")
+            self.context_label.setToolTip(
+                f"This turn used {stats.context_used:,} of the model's {stats.context_window:,}-token window "
+                f"({stats.prompt_tokens_evaluated:,} of {stats.prompt_tokens:,} prompt tokens had to be computed; "
+                "the rest came from the cache)."
+            )
+        if stats.dropped_messages:
+            self.chat_view.add_notice(
+                f"This conversation no longer fits in the model's {stats.context_window:,}-token context window: "
+                f"the oldest {stats.dropped_messages} messages were left out of what the model saw "
+                "(the system prompt is always kept). They are still here."
+            )
 
     @Slot()
     def _on_demo_notice_dismissed(self) -> None:
@@ -190,6 +251,9 @@ class MainWindow(QMainWindow):
         open_action = file_menu.addAction("&Open model file…")
         open_action.setShortcut(QKeySequence.StandardKey.Open)
         open_action.triggered.connect(self.open_model_file)
+        settings_action = file_menu.addAction("&Settings…")
+        settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        settings_action.triggered.connect(self.open_settings)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -221,8 +285,10 @@ class MainWindow(QMainWindow):
         self.engine_label.setAccessibleName("Engine and device")
         self.speed_label = QLabel("")
         self.speed_label.setAccessibleName("Speed of the last reply")
+        self.context_label = QLabel("")
+        self.context_label.setAccessibleName("Context window used")
         bar = self.statusBar()
         bar.setStyleSheet("QStatusBar QLabel { padding: 2px 10px; }")
         bar.addWidget(self.status_message, 1)
-        for label in (self.model_label, self.engine_label, self.speed_label):
+        for label in (self.model_label, self.engine_label, self.context_label, self.speed_label):
             bar.addPermanentWidget(label)

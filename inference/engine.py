@@ -34,9 +34,15 @@ class ExecutionPlan:
     n_ctx: int
     n_gpu_layers: int
     reason: str
+    dtype: str = "quantized"
+    gpu_name: str = ""
+    torch_device: str = ""
+    memory_bytes: int = 0
 
     def summary(self) -> str:
         """Short form for the status bar, e.g. ``llama.cpp · CPU · 2 threads``."""
+        if self.device != "CPU":
+            return f"{self.engine} · {self.gpu_name or self.device}"
         threads = f"{self.n_threads} thread{'s' if self.n_threads != 1 else ''}"
         return f"{self.engine} · {self.device} · {threads}"
 
@@ -45,11 +51,19 @@ class ExecutionPlan:
 class ReplyStats:
     """How a reply went: why it ended and how fast it was."""
 
-    finish_reason: str  # "stop" (the model ended), "length" (max tokens), "cancelled"
+    finish_reason: str  # "stop" (the model ended), "length" (max tokens or context), "cancelled"
     prompt_tokens: int
     completion_tokens: int
     ttft_s: float
     total_s: float
+    prompt_tokens_evaluated: int = 0  # prompt tokens actually computed (the rest came from the cache)
+    dropped_messages: int = 0  # oldest messages left out to fit the context window
+    context_window: int = 0
+
+    @property
+    def context_used(self) -> int:
+        """Tokens of the window this turn used: prompt plus reply."""
+        return self.prompt_tokens + self.completion_tokens
 
     @property
     def tokens_per_s(self) -> float:
@@ -72,6 +86,7 @@ class Engine(Protocol):
     """A loaded model that streams chat replies. Not thread-safe: one owner thread."""
 
     plan: ExecutionPlan
+    chat_format_name: str
 
     def load(self, info: GgufInfo) -> None:
         """Load the validated model file ``info`` describes. Raises ModelLoadError on failure."""

@@ -29,8 +29,16 @@ class CorruptModelError(ModelFileError, ValueError):
     """The GGUF header holds values no valid model can have."""
 
 
+class ModelTooLargeError(ModelFileError, MemoryError):
+    """The model cannot fit in this computer's memory; refused before loading."""
+
+
 class ModelLoadError(InferenceError, RuntimeError):
     """The engine could not load a model file that looked valid."""
+
+
+class EngineCrashedError(InferenceError, RuntimeError):
+    """The engine's process died (an abort inside llama.cpp, out of memory, a crash)."""
 
 
 class ContextOverflowError(InferenceError, ValueError):

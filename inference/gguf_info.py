@@ -47,6 +47,7 @@ class GgufInfo:
     tensor_count: int
     data_end: int
     metadata: dict[str, Any] = field(repr=False)
+    parameter_count: int = 0
 
     @property
     def architecture(self) -> str:
@@ -205,8 +206,11 @@ def _parse(path: Path, buffer: mmap.mmap, size: int) -> GgufInfo:
         metadata[key] = reader.value(reader.scalar("<I"))
 
     data_size = 0
+    parameters = 0
     for _ in range(tensor_count):
-        data_size = max(data_size, _tensor_end(reader, path.name))
+        elements, end = _read_tensor_info(reader, path.name)
+        parameters += elements
+        data_size = max(data_size, end)
 
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0:
@@ -219,12 +223,18 @@ def _parse(path: Path, buffer: mmap.mmap, size: int) -> GgufInfo:
             "header describes. The download or copy probably stopped early."
         )
     return GgufInfo(
-        path=path, file_size=size, version=version, tensor_count=tensor_count, data_end=data_end, metadata=metadata
+        path=path,
+        file_size=size,
+        version=version,
+        tensor_count=tensor_count,
+        data_end=data_end,
+        metadata=metadata,
+        parameter_count=parameters,
     )
 
 
-def _tensor_end(reader: _Reader, name: str) -> int:
-    """Read one tensor's description; return where its data ends, relative to the data section."""
+def _read_tensor_info(reader: _Reader, name: str) -> tuple[int, int]:
+    """Read one tensor's description; return its element count and where its data ends."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     reader.skip_string()
@@ -244,4 +254,4 @@ def _tensor_end(reader: _Reader, name: str) -> int:
         ) from exc
     if elements % block_size:
         raise CorruptModelError(f"{name} has a tensor whose size does not fit its type; the file is damaged.")
-    return offset + elements // block_size * type_size
+    return elements, offset + elements // block_size * type_size

@@ -3,8 +3,11 @@
 It drives ``Llama.generate`` directly rather than the high-level completion
 API: that API re-decodes the whole reply on every token, while here each
 token's bytes are decoded once and stop strings are matched on a bounded tail.
-``generate`` also reuses the KV cache for the prompt prefix shared with the
-previous call, so a conversation's next turn only evaluates its new tokens.
+``generate`` reuses the KV cache for the prompt prefix shared with the
+previous call, so a conversation's next turn only evaluates its new tokens;
+when the prompt belongs to another conversation, the current KV state is
+saved to a RAM-capped LRU cache first, and restored when its conversation
+comes back. Every evaluated token is counted, so reuse is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -14,18 +17,25 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import llama_cpp
 
 from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_format_for
+from inference.context_window import fit_messages
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.errors import ContextOverflowError, GenerationError, ModelLoadError
 from inference.gguf_info import GgufInfo, looks_instruction_tuned
+from inference.state_cache import PrefixStateCache, common_prefix_length
 from inference.text_stream import ReplyTextAssembler
 
 log = logging.getLogger(__name__)
 
 ENGINE_NAME = "llama.cpp"
+# Save the KV state before a prompt discards more than this many cached tokens.
+SAVE_STATE_MIN_DISCARD = 64
+# Leave at least this much of the window for the reply when fitting a long conversation.
+MIN_REPLY_ROOM = 256
 
 
 class LlamaCppEngine:
@@ -33,12 +43,20 @@ class LlamaCppEngine:
 
     Args:
         plan: threads, context length and GPU layers to load with.
+        state_cache_bytes: RAM for the states of other conversations (0 turns it off).
     """
 
-    def __init__(self, plan: ExecutionPlan) -> None:
+    def __init__(self, plan: ExecutionPlan, *, state_cache_bytes: int = 0) -> None:
         self.plan = plan
         self._llama: llama_cpp.Llama | None = None
-        self.chat_format: ChatFormat | None = None
+        self._format: ChatFormat | None = None
+        self._states = PrefixStateCache(state_cache_bytes)
+        self.evaluated_tokens = 0  # every token llama.cpp has decoded since load
+
+    @property
+    def chat_format_name(self) -> str:
+        """How prompts are formatted for this model."""
+        return self._format.name if self._format is not None else ""
 
     def load(self, info: GgufInfo) -> None:
         """Load the model described by ``info`` (already validated by ``read_gguf_info``).
@@ -62,20 +80,22 @@ class LlamaCppEngine:
                 f"llama.cpp could not load {info.path.name}: {exc}. The file may be damaged "
                 "or made for a newer version of llama.cpp."
             ) from exc
+        self._count_evaluated_tokens()
         vocab = self._llama._model.vocab
         tokens = SpecialTokens(
             bos=_token_text(vocab, self._llama.token_bos()),
             eos=_token_text(vocab, self._llama.token_eos()),
         )
-        self.chat_format = chat_format_for(
+        self._format = chat_format_for(
             architecture=info.architecture,
             chat_template=info.chat_template,
             tokens=tokens,
             is_base_model=not looks_instruction_tuned(info),
         )
+        self._bos_text = tokens.bos
         log.info(
             "Loaded %s in %.2f s (%s, chat format: %s)",
-            info.path.name, time.perf_counter() - started, self.plan.summary(), self.chat_format.name,
+            info.path.name, time.perf_counter() - started, self.plan.summary(), self.chat_format_name,
         )
 
     def stream_chat(
@@ -83,33 +103,123 @@ class LlamaCppEngine:
     ) -> LlamaReplyStream:
         """Stream the reply to ``messages``. Iterate the result for text chunks.
 
+        A conversation longer than the context window loses its oldest turns
+        (never the system prompt); ``stats.dropped_messages`` says how many.
+
         Raises:
-            ContextOverflowError: the conversation does not fit in the context window.
+            ContextOverflowError: even the last message alone does not fit.
         """
-        if self._llama is None or self.chat_format is None:
+        if self._llama is None or self._format is None:
             raise GenerationError("No model is loaded.")
-        prompt = self.chat_format.render(messages)
-        prompt_tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-        room = self.plan.n_ctx - len(prompt_tokens)
-        if room < 1:
-            raise ContextOverflowError(
-                f"This conversation ({len(prompt_tokens)} tokens) no longer fits in the model's "
-                f"context window of {self.plan.n_ctx} tokens. Start a new chat."
-            )
+        prompt_tokens, dropped = self._fit_prompt(messages, params.max_tokens)
+        self._switch_state_for(prompt_tokens)
         return LlamaReplyStream(
-            llama=self._llama,
+            engine=self,
             prompt_tokens=prompt_tokens,
-            stop_strings=self.chat_format.stop_strings,
+            stop_strings=self._format.stop_strings,
             params=params,
-            max_tokens=min(params.max_tokens, room),
+            max_tokens=min(params.max_tokens, self.plan.n_ctx - len(prompt_tokens)),
             cancel=cancel,
+            dropped_messages=dropped,
         )
 
+    def tune_threads(self, candidates: Sequence[int], *, tokens: int = 16, rounds: int = 2) -> dict[int, float]:
+        """Measure decode tokens/s for each thread count and keep the fastest.
+
+        Returns the best speed seen for each candidate. The KV cache is
+        cleared: call this right after loading.
+        """
+        llama = self._llama
+        prompt = llama.tokenize(b"Once upon a time, in a small village by the sea,", add_bos=True, special=False)
+        speeds: dict[int, float] = {}
+        for _ in range(rounds):
+            for threads in candidates:
+                llama_cpp.llama_set_n_threads(llama._ctx.ctx, threads, threads)
+                llama.reset()
+                generated = llama.generate(prompt, temp=0.0)
+                next(generated)  # the first token includes the prompt: not decode speed
+                started = time.perf_counter()
+                for _, _token in zip(range(tokens), generated):
+                    pass
+                speed = tokens / (time.perf_counter() - started)
+                generated.close()
+                speeds[threads] = max(speed, speeds.get(threads, 0.0))
+        best = max(speeds, key=speeds.__getitem__)
+        llama_cpp.llama_set_n_threads(llama._ctx.ctx, best, best)
+        llama.reset()
+        self.plan = replace(self.plan, n_threads=best)
+        log.info("Thread tuning: %s tokens/s -> %d threads", {k: round(v, 1) for k, v in speeds.items()}, best)
+        return speeds
+
     def close(self) -> None:
-        """Free the model and its context."""
+        """Free the model, its context and the cached states."""
         if self._llama is not None:
             self._llama.close()
             self._llama = None
+        self._states = PrefixStateCache(self._states.capacity_bytes)
+
+    # --------------------------------------------------------------- internals
+
+    def _count_evaluated_tokens(self) -> None:
+        """Wrap ``Llama.eval`` (through which every decode passes) to count tokens."""
+        original_eval = self._llama.eval
+
+        def counting_eval(tokens: Sequence[int]) -> None:
+            self.evaluated_tokens += len(tokens)
+            original_eval(tokens)
+
+        self._llama.eval = counting_eval
+
+    def _tokenize(self, messages: Sequence[Message]) -> list[int]:
+        prompt = self._format.render(messages)
+        add_bos = not (self._bos_text and prompt.startswith(self._bos_text))
+        return self._llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def _fit_prompt(self, messages: Sequence[Message], max_tokens: int) -> tuple[list[int], int]:
+        """Prompt tokens for ``messages``, leaving out the oldest turns until the reply has room."""
+        n_ctx = self.plan.n_ctx
+        reserve = min(max_tokens, MIN_REPLY_ROOM, n_ctx // 4)
+        tokens, dropped = fit_messages(messages, self._tokenize, n_ctx - reserve)
+        if len(tokens) >= n_ctx:
+            raise ContextOverflowError(
+                f"This message is too long for the model's context window: it needs {len(tokens):,} tokens "
+                f"and the window holds {n_ctx:,}. Shorten it, or raise the context length in Settings."
+            )
+        if dropped:
+            log.info("Context full: left out the oldest %d messages", dropped)
+        return tokens, dropped
+
+    def _switch_state_for(self, prompt_tokens: list[int]) -> None:
+        """Keep the current conversation's state if this prompt discards it; restore a better one."""
+        llama = self._llama
+        current = llama.input_ids[: llama.n_tokens].tolist()
+        reusable = common_prefix_length(current, prompt_tokens)
+        best = self._states.best_match(prompt_tokens)
+        if self._states.capacity_bytes and len(current) - reusable > SAVE_STATE_MIN_DISCARD:
+            self._save_state(current)
+        if best is not None and best[0] > reusable:
+            self._restore_state(best[1].tokens, best[1].state)
+
+    def _save_state(self, tokens: list[int]) -> None:
+        ctx = self._llama._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+        if written:
+            self._states.put(tokens, (buffer, written), written)
+
+    def _restore_state(self, tokens: tuple[int, ...], state: tuple[ctypes.Array, int]) -> None:
+        llama = self._llama
+        buffer, size = state
+        llama._ctx.kv_cache_clear()
+        if llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, buffer, size, 0) != size:
+            llama._ctx.kv_cache_clear()
+            llama.n_tokens = 0
+            log.warning("Restoring a cached conversation state failed; re-evaluating instead")
+            return
+        llama.input_ids[: len(tokens)] = tokens
+        llama.n_tokens = len(tokens)
+        llama._requires_eval = True
 
 
 class LlamaReplyStream:
@@ -118,23 +228,26 @@ class LlamaReplyStream:
     def __init__(
         self,
         *,
-        llama: llama_cpp.Llama,
+        engine: LlamaCppEngine,
         prompt_tokens: list[int],
         stop_strings: tuple[str, ...],
         params: SamplingParams,
         max_tokens: int,
         cancel: threading.Event,
+        dropped_messages: int,
     ) -> None:
-        self._llama = llama
+        self._engine = engine
         self._prompt_tokens = prompt_tokens
         self._stop_strings = stop_strings
         self._params = params
         self._max_tokens = max_tokens
         self._cancel = cancel
+        self._dropped = dropped_messages
         self.stats: ReplyStats | None = None
 
     def __iter__(self) -> Iterator[str]:
-        llama = self._llama
+        engine = self._engine
+        llama = engine._llama
         vocab = llama._model.vocab
         params = self._params
         if params.seed is not None:
@@ -142,6 +255,8 @@ class LlamaReplyStream:
         assembler = ReplyTextAssembler(self._stop_strings)
         buffer = ctypes.create_string_buffer(64)
         started = time.perf_counter()
+        evaluated_before = engine.evaluated_tokens
+        prompt_evaluated = 0
         first_token_at = None
         count = 0
         finish = "length"
@@ -158,6 +273,7 @@ class LlamaReplyStream:
             for token in tokens:
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
+                    prompt_evaluated = engine.evaluated_tokens - evaluated_before
                 if self._cancel.is_set():
                     finish = "cancelled"
                     break
@@ -192,6 +308,9 @@ class LlamaReplyStream:
             completion_tokens=count,
             ttft_s=(first_token_at or ended) - started,
             total_s=ended - started,
+            prompt_tokens_evaluated=prompt_evaluated,
+            dropped_messages=self._dropped,
+            context_window=engine.plan.n_ctx,
         )
 
 

@@ -7,21 +7,24 @@ from collections.abc import Callable
 
 from inference.engine import SamplingParams
 from inference.errors import GenerationError, describe_error
-from inference.execution import CpuFacts
+from inference.hardware import Hardware
+from inference.selector import Preferences
 from inference.session import ModelChoice, open_model
 
 SELF_TEST_PROMPT = "Name three colours of the rainbow."
 SELF_TEST_TOKENS = 32
 
 
-def run_self_test(choose_model: Callable[[], ModelChoice], cpu: CpuFacts) -> dict:
+def run_self_test(
+    choose_model: Callable[[], ModelChoice], probe_hardware: Callable[[], Hardware], prefs: Preferences
+) -> dict:
     """Load the chosen model, generate up to 32 tokens greedily, report what happened.
 
     Never raises: any failure becomes ``{"ok": False, "error": <sentence>}``.
     """
     loaded = None
     try:
-        loaded = open_model(choose_model(), cpu)
+        loaded = open_model(choose_model(), probe_hardware(), prefs)
         stream = loaded.engine.stream_chat(
             [{"role": "user", "content": SELF_TEST_PROMPT}],
             params=SamplingParams(temperature=0.0, max_tokens=SELF_TEST_TOKENS, seed=0),
@@ -40,6 +43,7 @@ def run_self_test(choose_model: Callable[[], ModelChoice], cpu: CpuFacts) -> dic
             "tokens_per_s": round(stats.tokens_per_s, 2),
             "ttft_s": round(stats.ttft_s, 4),
             "load_s": round(loaded.load_s, 3),
+            "reason": loaded.plan.reason,
         }
     except Exception as exc:  # noqa: BLE001 - the self-test reports every failure as a sentence
         return {"ok": False, "error": describe_error(exc)}

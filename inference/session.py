@@ -1,14 +1,24 @@
-"""Open a model file: validate it, plan its execution, load it into an engine."""
+"""Open a model file: validate it, choose where it runs, load it in the engine process.
+
+If loading on the GPU fails, the model is loaded on the CPU instead and the
+plan's reason says what failed.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from inference.engine import Engine, ExecutionPlan
-from inference.execution import CpuFacts, plan_execution
+from inference.errors import EngineCrashedError, ModelLoadError
 from inference.gguf_info import GgufInfo, read_gguf_info
+from inference.hardware import Hardware
+from inference.process_engine import DEFAULT_STATE_CACHE_BYTES, ProcessEngine
+from inference.selector import Preferences, cpu_fallback, select_plan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,20 +42,35 @@ class LoadedModel:
     load_s: float
 
 
-def open_model(choice: ModelChoice, cpu: CpuFacts) -> LoadedModel:
+def open_model(
+    choice: ModelChoice,
+    hardware: Hardware,
+    prefs: Preferences,
+    *,
+    measured_threads: int | None = None,
+    state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES,
+) -> LoadedModel:
     """Validate, plan and load the model in ``choice``.
 
     Raises:
-        ModelFileError: the file is missing, not GGUF, truncated or damaged.
+        ModelFileError: the file is missing, not GGUF, truncated, damaged or too big for this computer.
         ModelLoadError: the engine refused the file.
+        EngineCrashedError: the engine process died while loading on the CPU.
     """
     started = time.perf_counter()
     info = read_gguf_info(choice.path)
-    import llama_cpp  # heavy: imported only once a model is actually opened
-
-    plan = plan_execution(info, cpu, gpu_offload_available=bool(llama_cpp.llama_supports_gpu_offload()))
-    engine = create_engine(plan)
-    engine.load(info)
+    plan = select_plan(hardware, info, prefs, measured_threads=measured_threads)
+    engine = create_engine(plan, state_cache_bytes=state_cache_bytes)
+    try:
+        engine.load(info)
+    except (ModelLoadError, EngineCrashedError) as exc:
+        engine.close()
+        if plan.device == "CPU":
+            raise
+        log.warning("Loading on %s failed (%s); falling back to the CPU", plan.device, exc)
+        plan = cpu_fallback(plan, hardware, info, str(exc).rstrip("."))
+        engine = create_engine(plan, state_cache_bytes=state_cache_bytes)
+        engine.load(info)
     return LoadedModel(
         engine=engine,
         info=info,
@@ -56,10 +81,19 @@ def open_model(choice: ModelChoice, cpu: CpuFacts) -> LoadedModel:
     )
 
 
-def create_engine(plan: ExecutionPlan) -> Engine:
-    """A new, empty engine of the kind ``plan`` names."""
+def create_engine(plan: ExecutionPlan, *, state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES) -> Engine:
+    """A new, empty engine for ``plan``, running in its own process so its crashes cannot take Hearth down."""
+    return ProcessEngine(plan, state_cache_bytes=state_cache_bytes)
+
+
+def create_local_engine(plan: ExecutionPlan, *, state_cache_bytes: int) -> Engine:
+    """A new, empty engine of the kind ``plan`` names, in this process (the engine process uses it)."""
     if plan.engine == "llama.cpp":
         from inference.llama_cpp_engine import LlamaCppEngine
 
-        return LlamaCppEngine(plan)
+        return LlamaCppEngine(plan, state_cache_bytes=state_cache_bytes)
+    if plan.engine == "torch":
+        from inference.torch_engine import TorchEngine
+
+        return TorchEngine(plan)
     raise ValueError(f"Unknown engine {plan.engine!r}")

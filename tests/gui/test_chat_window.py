@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
+from dataclasses import replace
+
 from gui.app import build_ui, shut_down
 from gui.inference_worker import InferenceWorker
 from gui.main_window import MainWindow
-from inference.engine import SamplingParams
-from inference.execution import CpuFacts
+from gui.preferences import cpu_signature
+from inference.hardware import CpuFacts, probe_hardware
 from inference.session import ModelChoice
 from model_store.paths import AppPaths
-from model_store.settings import SettingsStore
+from model_store.settings import Settings, SettingsStore
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -87,12 +89,11 @@ def chat(qtbot, builtin_model_path: Path, app_paths: AppPaths):
     def choose() -> ModelChoice:
         return ModelChoice(path=builtin_model_path, display_name="Gemma 3 270M (demo)", is_demo=True)
 
-    window, worker_thread = build_ui(
-        choose_model=choose,
-        cpu=CpuFacts.probe(),
-        settings=SettingsStore(app_paths.settings_file),
-        params=SamplingParams(temperature=0.7, seed=7, max_tokens=64),
-    )
+    store = SettingsStore(app_paths.settings_file)
+    cores = CpuFacts.probe().physical_cores
+    # Threads already measured for this CPU, so the window does not tune them first.
+    store.save(Settings(temperature=0.7, seed=7, max_tokens=64, measured_threads={cpu_signature(CpuFacts.probe()): cores}))
+    window, worker_thread = build_ui(choose_model=choose, probe_hardware=probe_hardware, settings=store)
     qtbot.addWidget(window)
     window.show()
     events = WorkerEvents(worker_thread.worker)
@@ -139,7 +140,7 @@ def test_a_reply_streams_into_the_window(qtbot, chat) -> None:
 
 def test_stop_ends_a_long_reply_quickly(qtbot, chat) -> None:
     window, events, heartbeat = chat
-    window._params = SamplingParams(temperature=0.9, seed=11, max_tokens=2000)
+    window.apply_settings(replace(window._settings, temperature=0.9, seed=11, max_tokens=2000))
     with qtbot.waitSignal(events.reply_chunk, timeout=60_000):
         send(qtbot, window, "Write a very long story about a dragon and a village.")
     with qtbot.waitSignal(events.reply_cancelled, timeout=10_000) as cancelled:
@@ -156,7 +157,7 @@ def test_stop_ends_a_long_reply_quickly(qtbot, chat) -> None:
 
     # The conversation goes on after a stop.
     with qtbot.waitSignal(events.reply_finished, timeout=60_000):
-        window._params = SamplingParams(temperature=0.7, seed=7, max_tokens=32)
+        window.apply_settings(replace(window._settings, temperature=0.7, seed=7, max_tokens=32))
         send(qtbot, window, "Thanks. What is two plus two?")
     assert [m["role"] for m in window._messages] == ["user", "assistant", "user", "assistant"]
     assert max(heartbeat.lateness_ms) < MAX_UI_STALL_MS
@@ -182,7 +183,8 @@ def test_a_bad_model_file_is_reported_and_the_window_stays_up(qtbot, tmp_path: P
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x01" * 10)
     window, worker_thread = build_ui(
-        choose_model=lambda: ModelChoice(path=bad), cpu=CpuFacts.probe(), settings=SettingsStore(app_paths.settings_file)
+        choose_model=lambda: ModelChoice(path=bad), probe_hardware=probe_hardware,
+        settings=SettingsStore(app_paths.settings_file),
     )
     qtbot.addWidget(window)
     try:

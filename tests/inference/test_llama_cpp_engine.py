@@ -1,4 +1,4 @@
-"""The llama.cpp engine on the real built-in model: replies, streaming, stopping, limits."""
+"""The engine on the real built-in model, opened as the app opens it: replies, streaming, stopping, limits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from inference.engine import SamplingParams
 from inference.errors import ContextOverflowError
-from inference.execution import CpuFacts
+from inference.hardware import CpuFacts, probe_hardware
+from inference.selector import Preferences
 from inference.session import LoadedModel, ModelChoice, open_model
 
 pytestmark = pytest.mark.slow
@@ -19,7 +20,8 @@ GREEDY = SamplingParams(temperature=0.0, seed=0, max_tokens=48)
 
 @pytest.fixture(scope="module")
 def loaded(builtin_model_path: Path):
-    model = open_model(ModelChoice(path=builtin_model_path, display_name="Demo", is_demo=True), CpuFacts.probe())
+    model = open_model(ModelChoice(path=builtin_model_path, display_name="Demo", is_demo=True), probe_hardware(),
+                       Preferences())
     yield model
     model.engine.close()
 
@@ -42,7 +44,7 @@ def test_plan_and_format_for_the_builtin_model(loaded: LoadedModel) -> None:
     assert (loaded.plan.engine, loaded.plan.device, loaded.plan.n_gpu_layers) == ("llama.cpp", "CPU", 0)
     assert loaded.plan.n_threads == CpuFacts.probe().physical_cores
     assert "CPU" in loaded.plan.reason
-    assert loaded.engine.chat_format.name == "plain transcript"  # a base model gets the transcript
+    assert loaded.engine.chat_format_name == "plain transcript"  # a base model gets the transcript
 
 
 def test_greedy_replies_are_reproducible(loaded: LoadedModel) -> None:
@@ -75,6 +77,6 @@ def test_max_tokens_is_respected(loaded: LoadedModel) -> None:
 def test_a_prompt_longer_than_the_context_is_refused(loaded: LoadedModel) -> None:
     huge = "word " * (loaded.plan.n_ctx + 100)
     with pytest.raises(ContextOverflowError, match="context window"):
-        loaded.engine.stream_chat([{"role": "user", "content": huge}], params=GREEDY, cancel=threading.Event())
+        list(loaded.engine.stream_chat([{"role": "user", "content": huge}], params=GREEDY, cancel=threading.Event()))
     # The engine is still usable afterwards.
     assert "".join(loaded.engine.stream_chat([{"role": "user", "content": "Hi"}], params=GREEDY, cancel=threading.Event()))

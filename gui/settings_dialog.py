@@ -1,0 +1,124 @@
+"""The Settings dialog: where models run, and how replies are sampled."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from model_store.settings import Settings
+
+DEVICES = [("auto", "Automatic (GPU when the model fits, else CPU)"), ("cpu", "CPU"), ("gpu", "GPU")]
+
+
+def _spin(minimum: int, maximum: int, value: int | None, *, step: int = 1, automatic: str = "") -> QSpinBox:
+    """A spin box; with ``automatic``, its lowest value means 'let Hearth choose' and shows that text."""
+    box = QSpinBox()
+    box.setRange(minimum - step if automatic else minimum, maximum)
+    box.setSingleStep(step)
+    if automatic:
+        box.setSpecialValueText(automatic)
+    box.setValue(box.minimum() if value is None else value)
+    return box
+
+
+def _double(minimum: float, maximum: float, value: float, step: float) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(minimum, maximum)
+    box.setSingleStep(step)
+    box.setDecimals(2)
+    box.setValue(value)
+    return box
+
+
+class SettingsDialog(QDialog):
+    """Edits a copy of the settings; :meth:`result_settings` returns it after OK."""
+
+    def __init__(self, settings: Settings, *, max_threads: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setAccessibleName("Settings")
+        self._settings = settings
+
+        self.device = QComboBox()
+        for key, label in DEVICES:
+            self.device.addItem(label, key)
+        keys = [key for key, _ in DEVICES]
+        self.device.setCurrentIndex(keys.index(settings.device) if settings.device in keys else 0)
+        self.threads = _spin(1, max_threads, settings.n_threads, automatic="Automatic (measured)")
+        self.context = _spin(512, 131072, settings.context_length, step=512, automatic="Automatic (4,096)")
+        self.cache = _spin(0, 65536, settings.state_cache_mb, step=256)
+        self.cache.setSuffix(" MB")
+        engine_box = QGroupBox("Where models run (applies when the model reloads)")
+        engine_form = QFormLayout(engine_box)
+        engine_form.addRow("Device", self.device)
+        engine_form.addRow("CPU threads", self.threads)
+        engine_form.addRow("Context length (tokens)", self.context)
+        engine_form.addRow("Memory for other conversations", self.cache)
+        note = QLabel("Hearth keeps recent conversations ready so switching back is instant; 0 turns this off.")
+        note.setWordWrap(True)
+        engine_form.addRow(note)
+
+        self.temperature = _double(0.0, 2.0, settings.temperature, 0.05)
+        self.top_p = _double(0.0, 1.0, settings.top_p, 0.05)
+        self.top_k = _spin(0, 1000, settings.top_k)
+        self.min_p = _double(0.0, 1.0, settings.min_p, 0.01)
+        self.repeat_penalty = _double(1.0, 2.0, settings.repeat_penalty, 0.05)
+        self.seed = _spin(0, 2**31 - 1, settings.seed, automatic="Random")
+        self.max_tokens = _spin(16, 32768, settings.max_tokens, step=64)
+        sampling_box = QGroupBox("Replies")
+        sampling_form = QFormLayout(sampling_box)
+        for label, widget in (
+            ("Temperature", self.temperature),
+            ("Top-p", self.top_p),
+            ("Top-k", self.top_k),
+            ("Min-p", self.min_p),
+            ("Repeat penalty", self.repeat_penalty),
+            ("Seed", self.seed),
+            ("Longest reply (tokens)", self.max_tokens),
+        ):
+            widget.setAccessibleName(label)
+            sampling_form.addRow(label, widget)
+        for label, widget in (("Device", self.device), ("CPU threads", self.threads),
+                              ("Context length", self.context), ("Memory for other conversations", self.cache)):
+            widget.setAccessibleName(label)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(engine_box)
+        layout.addWidget(sampling_box)
+        layout.addWidget(buttons)
+
+    def result_settings(self) -> Settings:
+        """The settings as edited."""
+
+        def automatic(box: QSpinBox) -> int | None:
+            return None if box.specialValueText() and box.value() == box.minimum() else box.value()
+
+        return replace(
+            self._settings,
+            device=self.device.currentData(),
+            n_threads=automatic(self.threads),
+            context_length=automatic(self.context),
+            state_cache_mb=self.cache.value(),
+            temperature=self.temperature.value(),
+            top_p=self.top_p.value(),
+            top_k=self.top_k.value(),
+            min_p=self.min_p.value(),
+            repeat_penalty=self.repeat_penalty.value(),
+            seed=automatic(self.seed),
+            max_tokens=self.max_tokens.value(),
+        )

@@ -1,0 +1,80 @@
+"""The engine's own process: owns the model and answers requests over a pipe.
+
+llama.cpp aborts its process on some errors (GGML_ASSERT) and the OS kills a
+process that runs out of memory. Running the engine here keeps either from
+taking Hearth down: the parent sees the pipe close and reports why.
+
+Messages are tuples whose first item names them.
+Parent to engine: ``("load", path, plan)``, ``("tune_threads", candidates)``,
+``("chat", request_id, messages, params)``, ``("exit",)``.
+Engine to parent: ``("loaded", chat_format_name)``, ``("tuned", {threads: tokens_per_s})``, ``("chunk", request_id, text)``,
+``("done", request_id, stats)``, ``("error", request_id_or_None, error_type, message)``.
+The parent sets the shared ``cancel`` event to stop a reply; the engine checks it between tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def serve(conn: Connection, cancel, state_cache_bytes: int) -> None:
+    """Answer requests until the parent says exit or goes away."""
+    # Ctrl+C in a terminal reaches the whole process group; the parent decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from inference.gguf_info import read_gguf_info
+    from inference.session import create_local_engine
+
+    engine = None
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            break  # the parent is gone
+        kind = message[0]
+        if kind == "exit":
+            break
+        if kind == "load":
+            _, path, plan = message
+            if engine is not None:
+                engine.close()
+                engine = None
+            try:
+                engine = create_local_engine(plan, state_cache_bytes=state_cache_bytes)
+                engine.load(read_gguf_info(Path(path)))
+                conn.send(("loaded", engine.chat_format_name))
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as a sentence
+                engine = None
+                _send_error(conn, None, exc)
+        elif kind == "tune_threads":
+            try:
+                conn.send(("tuned", engine.tune_threads(message[1])))
+            except Exception as exc:  # noqa: BLE001
+                _send_error(conn, None, exc)
+        elif kind == "chat":
+            _, request_id, messages, params = message
+            try:
+                if engine is None:
+                    raise RuntimeError("no model is loaded")
+                stream = engine.stream_chat(messages, params=params, cancel=cancel)
+                for text in stream:
+                    conn.send(("chunk", request_id, text))
+                conn.send(("done", request_id, stream.stats))
+            except Exception as exc:  # noqa: BLE001
+                _send_error(conn, request_id, exc)
+    if engine is not None:
+        engine.close()
+
+
+def _send_error(conn: Connection, request_id: int | None, exc: Exception) -> None:
+    from inference.errors import describe_error
+
+    log.exception("Engine request failed")
+    try:
+        conn.send(("error", request_id, type(exc).__name__, describe_error(exc)))
+    except (OSError, EOFError):
+        pass

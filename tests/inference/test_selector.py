@@ -1,0 +1,137 @@
+"""Execution selection rules, on made-up hardware and model facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inference.errors import ModelTooLargeError
+from inference.gguf_info import GgufInfo
+from inference.hardware import CpuFacts, GpuDevice, Hardware
+from inference.selector import Preferences, cpu_fallback, estimate_memory, kv_cache_bytes, select_plan
+
+GIB = 1 << 30
+
+
+def model(*, file_gb: float = 0.25, params: float = 0.27e9, architecture: str = "gemma3", context: int = 32768,
+          layers: int = 18, kv_heads: int = 1, key: int = 256) -> GgufInfo:
+    metadata = {
+        "general.architecture": architecture,
+        "general.name": f"Test {architecture}",
+        f"{architecture}.context_length": context,
+        f"{architecture}.block_count": layers,
+        f"{architecture}.embedding_length": 640,
+        f"{architecture}.attention.head_count": 4,
+        f"{architecture}.attention.head_count_kv": kv_heads,
+        f"{architecture}.attention.key_length": key,
+        f"{architecture}.attention.value_length": key,
+    }
+    size = int(file_gb * GIB)
+    return GgufInfo(path=Path("test.gguf"), file_size=size, version=3, tensor_count=1, data_end=size,
+                    metadata=metadata, parameter_count=int(params))
+
+
+def machine(*, ram_gb: float = 16, free_ram_gb: float | None = None, gpus=(), torch_backends=("cuda",),
+            llama_offload: bool = False, cores: int = 8) -> Hardware:
+    return Hardware(
+        cpu=CpuFacts(physical_cores=cores, logical_cores=cores * 2, features=frozenset({"avx2"})),
+        ram_total_bytes=int(ram_gb * GIB),
+        ram_available_bytes=int((free_ram_gb if free_ram_gb is not None else ram_gb * 0.8) * GIB),
+        gpus=tuple(gpus),
+        llama_gpu_offload=llama_offload,
+        torch_gpu_backends=torch_backends if gpus else (),
+    )
+
+
+def gpu(total_gb: float, free_gb: float, name: str = "NVIDIA RTX 4090") -> GpuDevice:
+    return GpuDevice(backend="cuda", index=0, name=name, total_bytes=int(total_gb * GIB), free_bytes=int(free_gb * GIB))
+
+
+def test_kv_cache_size_follows_the_header() -> None:
+    # 18 layers x 4096 tokens x 1 KV head x (256 + 256) x 2 bytes
+    assert kv_cache_bytes(model(), 4096) == 18 * 4096 * 512 * 2
+
+
+def test_no_gpu_runs_quantized_on_the_cpu_one_thread_per_core() -> None:
+    plan = select_plan(machine(cores=6), model(), Preferences())
+    assert (plan.engine, plan.device, plan.n_threads, plan.n_gpu_layers, plan.n_ctx) == ("llama.cpp", "CPU", 6, 0, 4096)
+    assert "no GPU was found" in plan.reason and "one per physical core" in plan.reason
+
+
+def test_a_model_that_fits_runs_on_the_gpu_with_torch() -> None:
+    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(), Preferences())
+    assert (plan.engine, plan.device, plan.torch_device, plan.dtype) == ("torch", "CUDA", "cuda:0", "bfloat16")
+    assert "fit" in plan.reason and "RTX 4090" in plan.reason
+
+
+def test_a_model_too_big_for_the_gpu_stays_on_the_cpu_and_says_why() -> None:
+    # 7B parameters dequantized to 16-bit: ~14 GB, the GPU has 8 GB free.
+    plan = select_plan(machine(gpus=[gpu(8, 8)]), model(file_gb=4, params=7e9, layers=32, kv_heads=8, key=128),
+                       Preferences())
+    assert plan.device == "CPU"
+    assert "needs" in plan.reason and "free" in plan.reason and "partial offload" in plan.reason
+
+
+def test_the_margin_keeps_a_barely_fitting_model_off_the_gpu() -> None:
+    need = estimate_memory(model(), 4096, engine="torch").total_bytes
+    just_enough = need / GIB + 0.01
+    plan = select_plan(machine(gpus=[gpu(just_enough, just_enough)]), model(), Preferences())
+    assert plan.device == "CPU"
+
+
+def test_llama_cpp_gpu_build_offloads_every_layer() -> None:
+    plan = select_plan(machine(gpus=[gpu(24, 22)], llama_offload=True), model(), Preferences())
+    assert (plan.engine, plan.n_gpu_layers, plan.dtype) == ("llama.cpp", -1, "quantized")
+
+
+def test_an_architecture_torch_cannot_load_stays_on_the_cpu() -> None:
+    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(architecture="rwkv7"), Preferences())
+    assert plan.device == "CPU" and "rwkv7" in plan.reason
+
+
+def test_the_user_can_force_the_cpu() -> None:
+    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(), Preferences(device="cpu", n_threads=3))
+    assert plan.device == "CPU" and plan.n_threads == 3
+    assert "you chose the CPU" in plan.reason and "as set in Settings" in plan.reason
+
+
+def test_forcing_the_gpu_uses_it_even_when_the_estimate_says_no() -> None:
+    plan = select_plan(machine(gpus=[gpu(8, 8)]), model(file_gb=4, params=7e9), Preferences(device="gpu"))
+    assert plan.device == "CUDA" and "falls back to the CPU" in plan.reason
+
+
+def test_forcing_the_gpu_without_one_runs_on_the_cpu() -> None:
+    plan = select_plan(machine(), model(), Preferences(device="gpu"))
+    assert plan.device == "CPU" and "no GPU was found" in plan.reason
+
+
+def test_measured_threads_win_over_the_core_count() -> None:
+    plan = select_plan(machine(cores=8), model(), Preferences(), measured_threads=6)
+    assert plan.n_threads == 6 and "measured fastest here" in plan.reason
+
+
+def test_a_model_bigger_than_ram_is_refused_before_loading() -> None:
+    with pytest.raises(ModelTooLargeError, match=r"needs about .* GB of memory .* this computer has 8.0 GB"):
+        select_plan(machine(ram_gb=8), model(file_gb=40, params=70e9, layers=80, kv_heads=8, key=128), Preferences())
+
+
+def test_little_free_ram_is_mentioned_but_allowed() -> None:
+    plan = select_plan(machine(ram_gb=16, free_ram_gb=0.2), model(), Preferences())
+    assert "close other programs" in plan.reason
+
+
+def test_context_beyond_the_model_limit_is_clamped_with_a_note() -> None:
+    plan = select_plan(machine(), model(context=2048), Preferences(context_length=100_000))
+    assert plan.n_ctx == 2048 and "at most 2,048 tokens" in plan.reason
+
+
+def test_short_trained_context_caps_the_default() -> None:
+    assert select_plan(machine(), model(context=1024), Preferences()).n_ctx == 1024
+
+
+def test_cpu_fallback_says_what_failed() -> None:
+    hardware = machine(gpus=[gpu(24, 22)])
+    gpu_plan = select_plan(hardware, model(), Preferences())
+    plan = cpu_fallback(gpu_plan, hardware, model(), "CUDA out of memory")
+    assert plan.device == "CPU" and "loading on the CUDA failed (CUDA out of memory)" in plan.reason
