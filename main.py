@@ -81,13 +81,15 @@ def main(argv: list[str]) -> int:
         from gui.preferences import engine_preferences  # Qt-free helper
         from inference.self_test import run_self_test
 
-        result = run_self_test(choose_model, probe_hardware, engine_preferences(settings.load()))
+        result = run_self_test(choose_model, probe_hardware, engine_preferences(settings.load()), paths.cache_dir)
         print(json.dumps(result), flush=True)
         return 0 if result["ok"] else 1
 
     from gui.app import run_app
 
-    return run_app(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings)
+    return run_app(
+        choose_model=choose_model, probe_hardware=probe_hardware, settings=settings, cache_dir=paths.cache_dir
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 from PySide6.QtCore import QTimer
@@ -40,10 +41,11 @@ def build_ui(
     choose_model: Callable[[], ModelChoice],
     probe_hardware: Callable[[], Hardware],
     settings: SettingsStore,
+    cache_dir: Path | None = None,
 ) -> tuple[MainWindow, WorkerThread]:
     """Create the window and its inference thread, wired and started; the default model starts loading."""
     window = MainWindow(settings, CpuFacts.probe())
-    worker_thread = WorkerThread(InferenceWorker(choose_model, probe_hardware))
+    worker_thread = WorkerThread(InferenceWorker(choose_model, probe_hardware, cache_dir))
     connect_worker(window, worker_thread.worker)
     worker_thread.start()
     window.load_model(None)
@@ -57,13 +59,19 @@ def shut_down(window: MainWindow, worker_thread: WorkerThread) -> None:
 
 
 def run_app(
-    *, choose_model: Callable[[], ModelChoice], probe_hardware: Callable[[], Hardware], settings: SettingsStore
+    *,
+    choose_model: Callable[[], ModelChoice],
+    probe_hardware: Callable[[], Hardware],
+    settings: SettingsStore,
+    cache_dir: Path,
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Hearth")
     app.setApplicationDisplayName("Hearth")
-    window, worker_thread = build_ui(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings)
+    window, worker_thread = build_ui(
+        choose_model=choose_model, probe_hardware=probe_hardware, settings=settings, cache_dir=cache_dir
+    )
     app.aboutToQuit.connect(lambda: shut_down(window, worker_thread))
     window.show()
     QTimer.singleShot(0, _log_start_time)

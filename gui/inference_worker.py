@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from inference.engine import ExecutionPlan, SamplingParams
+from inference.engine import EngineOptions, ExecutionPlan, SamplingParams
 from inference.errors import EngineCrashedError, describe_error
 from inference.hardware import Hardware
 from inference.selector import Preferences
@@ -86,10 +87,16 @@ class InferenceWorker(QObject):
     reply_cancelled = Signal(int, object)
     reply_failed = Signal(int, str)
 
-    def __init__(self, choose_model: Callable[[], ModelChoice], probe_hardware: Callable[[], Hardware]) -> None:
+    def __init__(
+        self,
+        choose_model: Callable[[], ModelChoice],
+        probe_hardware: Callable[[], Hardware],
+        cache_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self._choose_model = choose_model
         self._probe_hardware = probe_hardware
+        self._cache_dir = cache_dir
         self._loaded: LoadedModel | None = None
         self._last_load: LoadRequest | None = None
 
@@ -101,14 +108,14 @@ class InferenceWorker(QObject):
         try:
             self.model_loading.emit("Preparing the model…")
             choice = request.choice or self._choose_model()
-            self._last_load = LoadRequest(choice, request.prefs, request.measured_threads, request.state_cache_bytes)
+            self._last_load = replace(request, choice=choice, tune_threads=False)
             self.model_loading.emit(f"Loading {choice.display_name or choice.path.name}…")
             self._loaded = open_model(
                 choice,
                 self._probe_hardware(),
                 request.prefs,
                 measured_threads=request.measured_threads,
-                state_cache_bytes=request.state_cache_bytes,
+                options=EngineOptions(state_cache_bytes=request.state_cache_bytes, cache_dir=self._cache_dir),
             )
             if request.tune_threads and self._loaded.plan.device == "CPU" and not request.prefs.n_threads:
                 self._tune_threads()

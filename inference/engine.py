@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from inference.chat_format import Message
@@ -22,6 +23,18 @@ class SamplingParams:
     repeat_penalty: float = 1.1
     seed: int | None = None
     max_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Resources an engine may use besides its plan.
+
+    ``state_cache_bytes``: RAM for saved states of other conversations (0: none).
+    ``cache_dir``: where converted weights are kept between runs (None: not kept).
+    """
+
+    state_cache_bytes: int = 1 << 30
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,12 @@ import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from inference.engine import EngineOptions
+
 log = logging.getLogger(__name__)
 
 
-def serve(conn: Connection, cancel, state_cache_bytes: int) -> None:
+def serve(conn: Connection, cancel, options: EngineOptions) -> None:
     """Answer requests until the parent says exit or goes away."""
     # Ctrl+C in a terminal reaches the whole process group; the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -44,7 +46,7 @@ def serve(conn: Connection, cancel, state_cache_bytes: int) -> None:
                 engine.close()
                 engine = None
             try:
-                engine = create_local_engine(plan, state_cache_bytes=state_cache_bytes)
+                engine = create_local_engine(plan, options)
                 engine.load(read_gguf_info(Path(path)))
                 conn.send(("loaded", engine.chat_format_name))
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as a sentence

@@ -26,8 +26,9 @@ from inference.context_window import fit_messages
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.errors import ContextOverflowError, GenerationError, ModelLoadError
 from inference.gguf_info import GgufInfo, looks_instruction_tuned
+from inference.llama_vocab import token_text
+from inference.reply_loop import ReplyLimits, stream_reply
 from inference.state_cache import PrefixStateCache, common_prefix_length
-from inference.text_stream import ReplyTextAssembler
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ class LlamaCppEngine:
         self._count_evaluated_tokens()
         vocab = self._llama._model.vocab
         tokens = SpecialTokens(
-            bos=_token_text(vocab, self._llama.token_bos()),
-            eos=_token_text(vocab, self._llama.token_eos()),
+            bos=token_text(vocab, self._llama.token_bos()),
+            eos=token_text(vocab, self._llama.token_eos()),
         )
         self._format = chat_format_for(
             architecture=info.architecture,
@@ -113,14 +114,13 @@ class LlamaCppEngine:
             raise GenerationError("No model is loaded.")
         prompt_tokens, dropped = self._fit_prompt(messages, params.max_tokens)
         self._switch_state_for(prompt_tokens)
-        return LlamaReplyStream(
-            engine=self,
-            prompt_tokens=prompt_tokens,
+        limits = ReplyLimits(
             stop_strings=self._format.stop_strings,
-            params=params,
             max_tokens=min(params.max_tokens, self.plan.n_ctx - len(prompt_tokens)),
             cancel=cancel,
-            dropped_messages=dropped,
+        )
+        return LlamaReplyStream(
+            engine=self, prompt_tokens=prompt_tokens, params=params, limits=limits, dropped_messages=dropped
         )
 
     def tune_threads(self, candidates: Sequence[int], *, tokens: int = 16, rounds: int = 2) -> dict[int, float]:
@@ -230,37 +230,23 @@ class LlamaReplyStream:
         *,
         engine: LlamaCppEngine,
         prompt_tokens: list[int],
-        stop_strings: tuple[str, ...],
         params: SamplingParams,
-        max_tokens: int,
-        cancel: threading.Event,
+        limits: ReplyLimits,
         dropped_messages: int,
     ) -> None:
         self._engine = engine
         self._prompt_tokens = prompt_tokens
-        self._stop_strings = stop_strings
         self._params = params
-        self._max_tokens = max_tokens
-        self._cancel = cancel
+        self._limits = limits
         self._dropped = dropped_messages
         self.stats: ReplyStats | None = None
 
     def __iter__(self) -> Iterator[str]:
         engine = self._engine
         llama = engine._llama
-        vocab = llama._model.vocab
         params = self._params
         if params.seed is not None:
             llama.set_seed(params.seed)
-        assembler = ReplyTextAssembler(self._stop_strings)
-        buffer = ctypes.create_string_buffer(64)
-        started = time.perf_counter()
-        evaluated_before = engine.evaluated_tokens
-        prompt_evaluated = 0
-        first_token_at = None
-        count = 0
-        finish = "length"
-        at_start = True
         tokens = llama.generate(
             self._prompt_tokens,
             temp=params.temperature,
@@ -270,62 +256,20 @@ class LlamaReplyStream:
             repeat_penalty=params.repeat_penalty,
         )
         try:
-            for token in tokens:
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                    prompt_evaluated = engine.evaluated_tokens - evaluated_before
-                if self._cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                count += 1
-                text = assembler.feed(_token_bytes(vocab, token, buffer))
-                if at_start and text:
-                    text = text.lstrip()
-                    at_start = not text
-                if text:
-                    yield text
-                if assembler.stopped:
-                    finish = "stop"
-                    break
-                if count >= self._max_tokens:
-                    break
+            yield from stream_reply(
+                tokens,
+                vocab=llama._model.vocab,
+                limits=self._limits,
+                prompt_tokens=len(self._prompt_tokens),
+                evaluated_tokens=lambda: engine.evaluated_tokens,
+                context_window=engine.plan.n_ctx,
+                dropped_messages=self._dropped,
+                on_stats=self._set_stats,
+            )
         except RuntimeError as exc:
             raise GenerationError(f"llama.cpp failed while generating: {exc}") from exc
         finally:
             tokens.close()
-        tail = assembler.finish()
-        if at_start:
-            tail = tail.lstrip()
-        if tail:
-            yield tail
-        ended = time.perf_counter()
-        self.stats = ReplyStats(
-            finish_reason=finish,
-            prompt_tokens=len(self._prompt_tokens),
-            completion_tokens=count,
-            ttft_s=(first_token_at or ended) - started,
-            total_s=ended - started,
-            prompt_tokens_evaluated=prompt_evaluated,
-            dropped_messages=self._dropped,
-            context_window=engine.plan.n_ctx,
-        )
 
-
-def _token_text(vocab: llama_cpp.llama_vocab_p, token: int) -> str:
-    """The text of a (special) token, e.g. ``<bos>``; empty for 'no such token' (-1)."""
-    if token < 0:
-        return ""
-    return llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", errors="replace")
-
-
-def _token_bytes(vocab: llama_cpp.llama_vocab_p, token: int, buffer: ctypes.Array) -> bytes:
-    """The raw bytes of one token's piece (may be part of a UTF-8 character)."""
-    length = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, False)
-    if length < 0:  # the piece is longer than the buffer
-        bigger = ctypes.create_string_buffer(-length)
-        length = llama_cpp.llama_token_to_piece(vocab, token, bigger, len(bigger), 0, False)
-        return bigger.raw[:length]
-    return buffer.raw[:length]
+    def _set_stats(self, stats: ReplyStats) -> None:
+        self.stats = stats

@@ -19,14 +19,13 @@ from multiprocessing.connection import wait
 
 from inference import errors
 from inference.chat_format import Message
-from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
+from inference.engine import EngineOptions, ExecutionPlan, ReplyStats, SamplingParams
 from inference.errors import EngineCrashedError, GenerationError, InferenceError, ModelLoadError
 from inference.gguf_info import GgufInfo
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.01  # how often a waiting call looks at the user's cancel flag
-DEFAULT_STATE_CACHE_BYTES = 1 << 30
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -54,13 +53,13 @@ class ProcessEngine:
 
     Args:
         plan: the execution plan the child loads with.
-        state_cache_bytes: RAM the child may use to keep other conversations' states.
+        options: resources the engine may use (state cache, converted-weights cache).
     """
 
-    def __init__(self, plan: ExecutionPlan, *, state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES) -> None:
+    def __init__(self, plan: ExecutionPlan, *, options: EngineOptions | None = None) -> None:
         self.plan = plan
         self.chat_format_name = ""
-        self._state_cache_bytes = state_cache_bytes
+        self._options = options or EngineOptions()
         self._context = multiprocessing.get_context("spawn")
         self._process = None
         self._conn = None
@@ -130,7 +129,7 @@ class ProcessEngine:
 
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
-            target=serve, args=(child_conn, self._cancel, self._state_cache_bytes), name="hearth-engine", daemon=True
+            target=serve, args=(child_conn, self._cancel, self._options), name="hearth-engine", daemon=True
         )
         process.start()
         child_conn.close()

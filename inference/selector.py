@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from inference.engine import ExecutionPlan
 from inference.errors import ModelTooLargeError
 from inference.gguf_info import GgufInfo
-from inference.hardware import GpuDevice, Hardware
+from inference.hardware import Hardware
 
 DEFAULT_CONTEXT = 4096
 MIN_CONTEXT = 512

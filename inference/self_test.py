@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from inference.engine import SamplingParams
+from inference.engine import EngineOptions, SamplingParams
 from inference.errors import GenerationError, describe_error
 from inference.hardware import Hardware
 from inference.selector import Preferences
@@ -16,7 +17,10 @@ SELF_TEST_TOKENS = 32
 
 
 def run_self_test(
-    choose_model: Callable[[], ModelChoice], probe_hardware: Callable[[], Hardware], prefs: Preferences
+    choose_model: Callable[[], ModelChoice],
+    probe_hardware: Callable[[], Hardware],
+    prefs: Preferences,
+    cache_dir: Path | None = None,
 ) -> dict:
     """Load the chosen model, generate up to 32 tokens greedily, report what happened.
 
@@ -24,7 +28,7 @@ def run_self_test(
     """
     loaded = None
     try:
-        loaded = open_model(choose_model(), probe_hardware(), prefs)
+        loaded = open_model(choose_model(), probe_hardware(), prefs, options=EngineOptions(cache_dir=cache_dir))
         stream = loaded.engine.stream_chat(
             [{"role": "user", "content": SELF_TEST_PROMPT}],
             params=SamplingParams(temperature=0.0, max_tokens=SELF_TEST_TOKENS, seed=0),

@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.engine import Engine, ExecutionPlan
+from inference.engine import Engine, EngineOptions, ExecutionPlan
 from inference.errors import EngineCrashedError, ModelLoadError
 from inference.gguf_info import GgufInfo, read_gguf_info
 from inference.hardware import Hardware
-from inference.process_engine import DEFAULT_STATE_CACHE_BYTES, ProcessEngine
+from inference.process_engine import ProcessEngine
 from inference.selector import Preferences, cpu_fallback, select_plan
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def open_model(
     prefs: Preferences,
     *,
     measured_threads: int | None = None,
-    state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES,
+    options: EngineOptions | None = None,
 ) -> LoadedModel:
     """Validate, plan and load the model in ``choice``.
 
@@ -60,7 +60,7 @@ def open_model(
     started = time.perf_counter()
     info = read_gguf_info(choice.path)
     plan = select_plan(hardware, info, prefs, measured_threads=measured_threads)
-    engine = create_engine(plan, state_cache_bytes=state_cache_bytes)
+    engine = create_engine(plan, options)
     try:
         engine.load(info)
     except (ModelLoadError, EngineCrashedError) as exc:
@@ -69,7 +69,7 @@ def open_model(
             raise
         log.warning("Loading on %s failed (%s); falling back to the CPU", plan.device, exc)
         plan = cpu_fallback(plan, hardware, info, str(exc).rstrip("."))
-        engine = create_engine(plan, state_cache_bytes=state_cache_bytes)
+        engine = create_engine(plan, options)
         engine.load(info)
     return LoadedModel(
         engine=engine,
@@ -81,19 +81,19 @@ def open_model(
     )
 
 
-def create_engine(plan: ExecutionPlan, *, state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES) -> Engine:
+def create_engine(plan: ExecutionPlan, options: EngineOptions | None = None) -> Engine:
     """A new, empty engine for ``plan``, running in its own process so its crashes cannot take Hearth down."""
-    return ProcessEngine(plan, state_cache_bytes=state_cache_bytes)
+    return ProcessEngine(plan, options=options)
 
 
-def create_local_engine(plan: ExecutionPlan, *, state_cache_bytes: int) -> Engine:
+def create_local_engine(plan: ExecutionPlan, options: EngineOptions) -> Engine:
     """A new, empty engine of the kind ``plan`` names, in this process (the engine process uses it)."""
     if plan.engine == "llama.cpp":
         from inference.llama_cpp_engine import LlamaCppEngine
 
-        return LlamaCppEngine(plan, state_cache_bytes=state_cache_bytes)
+        return LlamaCppEngine(plan, state_cache_bytes=options.state_cache_bytes)
     if plan.engine == "torch":
         from inference.torch_engine import TorchEngine
 
-        return TorchEngine(plan)
+        return TorchEngine(plan, cache_dir=options.cache_dir)
     raise ValueError(f"Unknown engine {plan.engine!r}")

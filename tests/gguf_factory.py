@@ -30,3 +30,94 @@ def write_tiny_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+WORDS = ["▁the", "▁a", "▁sea", "▁is", "▁blue", "▁User", "▁Assistant", ":", ".", "▁I", "▁am", "▁hello",
+         "▁what", "▁why", "▁fish", "▁whale", "▁water", "?", "!", ",", "▁and", "▁of", "▁to", "▁in"]
+
+
+def add_tiny_spm_vocab(writer: gguf.GGUFWriter, size: int = 0) -> int:
+    """A SentencePiece-style vocabulary: specials, 256 byte tokens, a few words, padded to ``size``.
+
+    Returns the vocabulary's size. Padding to a real model's size (Gemma 3:
+    262,144) gives a realistic output layer for speed measurements.
+    """
+    words = WORDS + ["▁"] + [f"▁w{index}" for index in range(max(0, size - 262 - len(WORDS) - 1))]
+    tokens = SPECIAL_TOKENS + [f"<0x{byte:02X}>" for byte in range(256)] + words
+    types = ([gguf.TokenType.CONTROL] * 4 + [gguf.TokenType.USER_DEFINED] * 2
+             + [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * len(words))
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * 262 + [-float(index) for index in range(len(words))])
+    writer.add_token_types(types)
+    writer.add_bos_token_id(2)
+    writer.add_eos_token_id(1)
+    writer.add_unk_token_id(3)
+    writer.add_pad_token_id(0)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    return len(tokens)
+
+
+def write_random_gemma3(
+    path: Path,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    kv_heads: int = 1,
+    head_dim: int = 32,
+    ff: int = 128,
+    sliding_window: int = 16,
+    vocab_size: int = 0,
+    seed: int = 0,
+) -> Path:
+    """A small Gemma 3 GGUF with random F16 weights and a tiny vocabulary.
+
+    Both llama.cpp and transformers load it, so it exercises the engines end
+    to end in seconds. ``sliding_window`` is small so that prompts cross it.
+    """
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_name("Random Gemma 3 it test model")
+    writer.add_context_length(4096)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_sliding_window(sliding_window)
+    vocab = add_tiny_spm_vocab(writer, vocab_size)
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape, dtype=np.float32) * 0.5).astype(np.float16)
+
+    def norm(size: int) -> np.ndarray:
+        return np.ones(size, dtype=np.float32)
+
+    writer.add_tensor("token_embd.weight", weight(vocab, hidden))
+    writer.add_tensor("output_norm.weight", norm(hidden))
+    for layer in range(layers):
+        prefix = f"blk.{layer}."
+        for name in ("attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"):
+            writer.add_tensor(prefix + name + ".weight", norm(hidden))
+        writer.add_tensor(prefix + "attn_q_norm.weight", norm(head_dim))
+        writer.add_tensor(prefix + "attn_k_norm.weight", norm(head_dim))
+        writer.add_tensor(prefix + "attn_q.weight", weight(heads * head_dim, hidden))
+        writer.add_tensor(prefix + "attn_k.weight", weight(kv_heads * head_dim, hidden))
+        writer.add_tensor(prefix + "attn_v.weight", weight(kv_heads * head_dim, hidden))
+        writer.add_tensor(prefix + "attn_output.weight", weight(hidden, heads * head_dim))
+        writer.add_tensor(prefix + "ffn_gate.weight", weight(ff, hidden))
+        writer.add_tensor(prefix + "ffn_up.weight", weight(ff, hidden))
+        writer.add_tensor(prefix + "ffn_down.weight", weight(hidden, ff))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

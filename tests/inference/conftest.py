@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.engine import ExecutionPlan
+from inference.engine import EngineOptions, ExecutionPlan
 from inference.gguf_info import read_gguf_info
 from inference.hardware import CpuFacts
 from inference.process_engine import ProcessEngine
@@ -20,7 +20,7 @@ def cpu_plan(n_ctx: int = 4096) -> ExecutionPlan:
 @pytest.fixture
 def engine_process(builtin_model_path: Path):
     """A ProcessEngine with the built-in model loaded; closed after the test."""
-    engine = ProcessEngine(cpu_plan(), state_cache_bytes=256 << 20)
+    engine = ProcessEngine(cpu_plan(), options=EngineOptions(state_cache_bytes=256 << 20))
     engine.load(read_gguf_info(builtin_model_path))
     yield engine
     engine.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.engine import SamplingParams
+from inference.engine import EngineOptions, SamplingParams
 from inference.gguf_info import read_gguf_info
 from inference.process_engine import ProcessEngine
 from tests.inference.conftest import cpu_plan
@@ -48,7 +48,7 @@ def test_switching_back_to_a_conversation_restores_its_state(engine_process: Pro
 
 
 def test_without_the_state_cache_switching_back_reprocesses_everything(builtin_model_path: Path) -> None:
-    engine = ProcessEngine(cpu_plan(), state_cache_bytes=0)
+    engine = ProcessEngine(cpu_plan(), options=EngineOptions(state_cache_bytes=0))
     engine.load(read_gguf_info(builtin_model_path))
     try:
         first: list[dict] = []
@@ -63,7 +63,7 @@ def test_without_the_state_cache_switching_back_reprocesses_everything(builtin_m
 def test_an_overflowing_conversation_drops_its_oldest_turns_but_keeps_the_system_prompt(
     builtin_model_path: Path,
 ) -> None:
-    engine = ProcessEngine(cpu_plan(n_ctx=512), state_cache_bytes=0)
+    engine = ProcessEngine(cpu_plan(n_ctx=512), options=EngineOptions(state_cache_bytes=0))
     engine.load(read_gguf_info(builtin_model_path))
     try:
         messages = [{"role": "system", "content": "SYSTEM RULE: answer briefly."}]
