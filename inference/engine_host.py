@@ -7,7 +7,7 @@ taking Hearth down: the parent sees the pipe close and reports why.
 Messages are tuples whose first item names them.
 Parent to engine: ``("load", path, plan)``, ``("tune_threads", candidates)``,
 ``("chat", request_id, messages, params)``, ``("exit",)``.
-Engine to parent: ``("loaded", chat_format_name)``, ``("tuned", {threads: tokens_per_s})``, ``("chunk", request_id, text)``,
+Engine to parent: ``("loaded", chat_format_name, decode_mode)``, ``("tuned", {threads: tokens_per_s})``, ``("chunk", request_id, text)``,
 ``("done", request_id, stats)``, ``("error", request_id_or_None, error_type, message)``.
 The parent sets the shared ``cancel`` event to stop a reply; the engine checks it between tokens.
 """
@@ -48,7 +48,7 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
             try:
                 engine = create_local_engine(plan, options)
                 engine.load(read_gguf_info(Path(path)))
-                conn.send(("loaded", engine.chat_format_name))
+                conn.send(("loaded", engine.chat_format_name, getattr(engine, "decode_mode", "")))
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as a sentence
                 engine = None
                 _send_error(conn, None, exc)

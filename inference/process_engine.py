@@ -59,6 +59,7 @@ class ProcessEngine:
     def __init__(self, plan: ExecutionPlan, *, options: EngineOptions | None = None) -> None:
         self.plan = plan
         self.chat_format_name = ""
+        self.decode_mode = ""
         self._options = options or EngineOptions()
         self._context = multiprocessing.get_context("spawn")
         self._process = None
@@ -81,7 +82,7 @@ class ProcessEngine:
         self._conn.send(("load", str(info.path), self.plan))
         reply = self._receive(None)
         if reply[0] == "loaded":
-            self.chat_format_name = reply[1]
+            self.chat_format_name, self.decode_mode = reply[1], reply[2]
             return
         raise self._rebuild_error(reply, default=ModelLoadError)
 
@@ -150,6 +151,9 @@ class ProcessEngine:
             EngineCrashedError: the engine process died.
         """
         while True:
+            # Checked before every wait: while chunks stream in, a wait never times out.
+            if cancel is not None and cancel.is_set() and not self._cancel.is_set():
+                self._cancel.set()
             ready = wait([self._conn, self._process.sentinel], timeout=POLL_S)
             if self._conn in ready:
                 try:
@@ -162,8 +166,6 @@ class ProcessEngine:
                 log.error("Engine process %d stopped: %s", self._process.pid, reason)
                 self._discard_process()
                 raise EngineCrashedError(f"The engine stopped: {reason}.")
-            if cancel is not None and cancel.is_set() and not self._cancel.is_set():
-                self._cancel.set()
 
     @staticmethod
     def _rebuild_error(reply: tuple, *, default: type[InferenceError]) -> InferenceError:

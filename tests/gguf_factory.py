@@ -96,7 +96,7 @@ def write_random_gemma3(
     rng = np.random.default_rng(seed)
 
     def weight(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape, dtype=np.float32) * 0.5).astype(np.float16)
+        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
 
     def norm(size: int) -> np.ndarray:
         return np.ones(size, dtype=np.float32)

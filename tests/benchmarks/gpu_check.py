@@ -74,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="a tiny model, for a dry run on a CPU machine")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--gpu-only", action="store_true", help="skip the CPU baseline and the fallback check")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hearth-gpu-"))
     results: dict = {}
@@ -130,7 +131,8 @@ def main() -> None:
                 crashed = str(exc)
             loaded.engine.load(info)
             after_crash = chat(loaded.engine, QUESTIONS[:1])
-            return {"plan": loaded.plan.summary(), "first_load_s": round(first_load, 2),
+            return {"plan": loaded.plan.summary(), "decode_mode": loaded.engine.decode_mode,
+                    "first_load_s": round(first_load, 2),
                     "cached_load_s": round(loaded.load_s, 2), "turns": turns,
                     "cancel_ms": round(cancel_ms, 1) if cancel_ms else None, "cancel_finish": stream.stats.finish_reason,
                     "crash": crashed, "after_crash": after_crash}
@@ -151,7 +153,8 @@ def main() -> None:
         finally:
             engine.close()
 
-    section(results, "cpu_llama_cpp")(cpu_baseline)
+    if not args.gpu_only:
+        section(results, "cpu_llama_cpp")(cpu_baseline)
 
     def fallback():
         if not hardware.gpus:
@@ -164,7 +167,8 @@ def main() -> None:
         finally:
             loaded.engine.close()
 
-    section(results, "fallback_to_cpu")(fallback)
+    if not args.gpu_only:
+        section(results, "fallback_to_cpu")(fallback)
 
     text = json.dumps(results, default=str)
     if args.out:

@@ -95,3 +95,23 @@ def test_close_ends_the_process(engine_process: ProcessEngine) -> None:
 )
 def test_exit_reasons(code: int, words: str) -> None:
     assert words in exit_reason(code)
+
+
+def test_cancel_reaches_the_engine_while_chunks_stream_in_fast(tmp_path: Path) -> None:
+    """A tiny model streams thousands of tokens a second: the pipe is never idle, cancel must still get through."""
+    from tests.gguf_factory import write_random_gemma3
+    from tests.inference.conftest import cpu_plan
+
+    model = write_random_gemma3(tmp_path / "fast-gemma3-it.gguf")
+    engine = ProcessEngine(cpu_plan())
+    engine.load(read_gguf_info(model))
+    try:
+        cancel = threading.Event()
+        stream = engine.stream_chat(STORY, params=SamplingParams(temperature=0.8, seed=1, max_tokens=3000),
+                                    cancel=cancel)
+        for _ in stream:
+            cancel.set()
+        assert stream.stats.finish_reason == "cancelled"
+        assert stream.stats.completion_tokens < 100
+    finally:
+        engine.close()

@@ -60,9 +60,16 @@ def test_no_gpu_runs_quantized_on_the_cpu_one_thread_per_core() -> None:
 
 
 def test_a_model_that_fits_runs_on_the_gpu_with_torch() -> None:
-    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(), Preferences())
+    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(file_gb=1.2, params=2e9), Preferences())
     assert (plan.engine, plan.device, plan.torch_device, plan.dtype) == ("torch", "CUDA", "cuda:0", "bfloat16")
     assert "fit" in plan.reason and "RTX 4090" in plan.reason
+
+
+def test_a_tiny_model_stays_on_the_cpu_where_it_is_faster() -> None:
+    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(params=0.27e9), Preferences())
+    assert plan.device == "CPU" and "runs faster quantized on the CPU" in plan.reason
+    forced = select_plan(machine(gpus=[gpu(24, 22)]), model(params=0.27e9), Preferences(device="gpu"))
+    assert forced.device == "CUDA"
 
 
 def test_a_model_too_big_for_the_gpu_stays_on_the_cpu_and_says_why() -> None:
@@ -74,9 +81,10 @@ def test_a_model_too_big_for_the_gpu_stays_on_the_cpu_and_says_why() -> None:
 
 
 def test_the_margin_keeps_a_barely_fitting_model_off_the_gpu() -> None:
-    need = estimate_memory(model(), 4096, engine="torch").total_bytes
+    big = model(file_gb=1.2, params=2e9)
+    need = estimate_memory(big, 4096, engine="torch").total_bytes
     just_enough = need / GIB + 0.01
-    plan = select_plan(machine(gpus=[gpu(just_enough, just_enough)]), model(), Preferences())
+    plan = select_plan(machine(gpus=[gpu(just_enough, just_enough)]), big, Preferences())
     assert plan.device == "CPU"
 
 
@@ -86,7 +94,7 @@ def test_llama_cpp_gpu_build_offloads_every_layer() -> None:
 
 
 def test_an_architecture_torch_cannot_load_stays_on_the_cpu() -> None:
-    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(architecture="rwkv7"), Preferences())
+    plan = select_plan(machine(gpus=[gpu(24, 22)]), model(architecture="rwkv7", params=2e9), Preferences())
     assert plan.device == "CPU" and "rwkv7" in plan.reason
 
 
@@ -132,6 +140,8 @@ def test_short_trained_context_caps_the_default() -> None:
 
 def test_cpu_fallback_says_what_failed() -> None:
     hardware = machine(gpus=[gpu(24, 22)])
-    gpu_plan = select_plan(hardware, model(), Preferences())
-    plan = cpu_fallback(gpu_plan, hardware, model(), "CUDA out of memory")
+    big = model(file_gb=1.2, params=2e9)
+    gpu_plan = select_plan(hardware, big, Preferences())
+    assert gpu_plan.device == "CUDA"
+    plan = cpu_fallback(gpu_plan, hardware, big, "CUDA out of memory")
     assert plan.device == "CPU" and "loading on the CUDA failed (CUDA out of memory)" in plan.reason

@@ -105,3 +105,4 @@ def test_sampling_rules() -> None:
     picks = {sample_token(logits.clone(), SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.5,
                                                           repeat_penalty=1.0), generator, []) for _ in range(50)}
     assert picks == {1}
+
