@@ -136,7 +136,8 @@ def multi_turn_figures(builtin: Path, threads: int) -> dict:
     warm.load(info)
     cold.load(info)
     try:
-        first: list[dict] = [{"role": "system", "content": "You are a friendly guide."}]
+        guide = "You are a friendly guide. Answer clearly, kindly and briefly, and give one example. " * 12
+        first: list[dict] = [{"role": "system", "content": guide}]
         turns = converse(warm, first, history(10), params)
         tenth = turns[-1]
         # The same tenth turn on an engine that has never seen this conversation.

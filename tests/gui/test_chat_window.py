@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -63,9 +65,14 @@ class WorkerEvents(QObject):
     def __init__(self, worker: InferenceWorker) -> None:
         super().__init__()
         self.chunks = 0
+        self._worker = worker
         worker.reply_chunk.connect(self._on_chunk)
         worker.reply_finished.connect(self._on_finished)
         worker.reply_cancelled.connect(self._on_cancelled)
+
+    def engine_pid(self) -> int:
+        """The engine process of the loaded model (read for the test only)."""
+        return self._worker._loaded.engine.pid
 
     @Slot(int, str)
     def _on_chunk(self, request_id: int, text: str) -> None:
@@ -195,3 +202,26 @@ def test_a_bad_model_file_is_reported_and_the_window_stays_up(qtbot, tmp_path: P
         assert window.isVisible()
     finally:
         shut_down(window, worker_thread)
+
+
+def test_the_window_survives_the_engine_being_killed_mid_reply(qtbot, chat) -> None:
+    window, events, heartbeat = chat
+    window.apply_settings(replace(window._settings, max_tokens=400, temperature=0.9))
+    with qtbot.waitSignal(events.reply_chunk, timeout=60_000):
+        send(qtbot, window, "Tell me a story about a lighthouse keeper.")
+    os.kill(events.engine_pid(), signal.SIGKILL)
+    qtbot.waitUntil(lambda: window._active is None, timeout=30_000)
+    transcript = window.chat_view.toPlainText()
+    assert "[Interrupted]" in transcript
+    assert "The engine stopped: it was killed (SIGKILL)" in transcript
+    assert "Your conversation is kept" in transcript
+    assert window._messages[0]["content"] == "Tell me a story about a lighthouse keeper."
+
+    # The model comes back in a fresh engine process and the conversation goes on.
+    qtbot.waitUntil(window.send_button.isEnabled, timeout=60_000)
+    window.apply_settings(replace(window._settings, max_tokens=16))
+    with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+        send(qtbot, window, "Are you back?")
+    assert window._messages[-2]["content"] == "Are you back?"
+    assert window._messages[-1]["role"] == "assistant"
+    assert max(heartbeat.lateness_ms) < MAX_UI_STALL_MS
