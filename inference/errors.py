@@ -29,6 +29,10 @@ class CorruptModelError(ModelFileError, ValueError):
     """The GGUF header holds values no valid model can have."""
 
 
+class UnsupportedModelError(ModelFileError, ValueError):
+    """The model's architecture is one the engines here cannot run."""
+
+
 class ModelTooLargeError(ModelFileError, MemoryError):
     """The model cannot fit in this computer's memory; refused before loading."""
 

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.errors import CorruptModelError, ModelNotFoundError, NotGgufError, TruncatedModelError
+from inference.errors import (
+    CorruptModelError,
+    ModelNotFoundError,
+    NotGgufError,
+    TruncatedModelError,
+    UnsupportedModelError,
+)
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -95,6 +101,23 @@ def looks_instruction_tuned(info: GgufInfo) -> bool:
         if isinstance(name, str):
             words.update(re.split(r"[^a-z0-9]+", name.lower()))
     return bool(words & _TUNED_MARKERS)
+
+
+def check_architecture_known(info: GgufInfo) -> None:
+    """Refuse a model whose architecture llama.cpp does not know, with a sentence instead of a load error.
+
+    The list is gguf-py's, which is maintained with llama.cpp itself.
+
+    Raises:
+        UnsupportedModelError: the architecture is unknown (or missing).
+    """
+    from gguf.constants import MODEL_ARCH_NAMES
+
+    if info.architecture not in set(MODEL_ARCH_NAMES.values()):
+        raise UnsupportedModelError(
+            f"{info.path.name} is a '{info.architecture}' model, an architecture this version of Hearth "
+            "cannot run. Look for a GGUF of a supported model (Llama, Qwen, Gemma, Mistral, Phi…)."
+        )
 
 
 def read_gguf_info(path: Path) -> GgufInfo:

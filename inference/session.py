@@ -13,7 +13,7 @@ from pathlib import Path
 
 from inference.engine import Engine, EngineOptions, ExecutionPlan
 from inference.errors import EngineCrashedError, ModelLoadError
-from inference.gguf_info import GgufInfo, read_gguf_info
+from inference.gguf_info import GgufInfo, check_architecture_known, read_gguf_info
 from inference.hardware import Hardware
 from inference.process_engine import ProcessEngine
 from inference.selector import Preferences, cpu_fallback, select_plan
@@ -59,6 +59,7 @@ def open_model(
     """
     started = time.perf_counter()
     info = read_gguf_info(choice.path)
+    check_architecture_known(info)
     plan = select_plan(hardware, info, prefs, measured_threads=measured_threads)
     engine = create_engine(plan, options)
     try:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gguf_factory import write_tiny_gguf
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -57,10 +59,15 @@ def _truncated(tmp_path: Path, builtin_model_path: Path) -> Path:
     return path
 
 
+def _wrong_architecture(tmp_path: Path) -> Path:
+    return write_tiny_gguf(tmp_path / "future.gguf", architecture="mamba9")
+
+
 @pytest.mark.parametrize(
     ("make", "words"),
-    [(_missing, "does not exist"), (_not_gguf, "not a GGUF model file"), (_truncated, "incomplete")],
-    ids=["missing", "not-gguf", "truncated"],
+    [(_missing, "does not exist"), (_not_gguf, "not a GGUF model file"), (_truncated, "incomplete"),
+     (_wrong_architecture, "an architecture this version of Hearth cannot run")],
+    ids=["missing", "not-gguf", "truncated", "wrong-architecture"],
 )
 def test_bad_model_files_give_a_clean_error(tmp_path: Path, builtin_model_path: Path, make, words: str) -> None:
     path = make(tmp_path, builtin_model_path) if make is _truncated else make(tmp_path)
