@@ -252,7 +252,10 @@ class MainWindow(QMainWindow):
         open_action.setShortcut(QKeySequence.StandardKey.Open)
         open_action.triggered.connect(self.open_model_file)
         settings_action = file_menu.addAction("&Settings…")
-        settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        # The platform's Preferences key where it has one (macOS: Cmd+,); Ctrl+, everywhere.
+        settings_action.setShortcuts(
+            [*QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences), QKeySequence("Ctrl+,")]
+        )
         settings_action.triggered.connect(self.open_settings)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
