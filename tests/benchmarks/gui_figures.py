@@ -26,7 +26,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from PySide6.QtCore import QObject, Qt, QTimer, Slot  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui.app import build_ui, shut_down  # noqa: E402
@@ -34,29 +33,7 @@ from gui.preferences import cpu_signature  # noqa: E402
 from inference.hardware import CpuFacts, probe_hardware  # noqa: E402
 from inference.session import ModelChoice  # noqa: E402
 from model_store.settings import Settings, SettingsStore  # noqa: E402
-
-HEARTBEAT_MS = 5
-
-
-class Heartbeat(QObject):
-    """Lateness of a 5 ms timer on the GUI thread."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lateness_ms: list[float] = []
-        self._last = time.perf_counter()
-        self._timer = QTimer(self)
-        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self._timer.setInterval(HEARTBEAT_MS)
-        self._timer.timeout.connect(self._beat)
-        self._timer.start()
-
-    @Slot()
-    def _beat(self) -> None:
-        now = time.perf_counter()
-        self.lateness_ms.append(max(0.0, (now - self._last) * 1000 - HEARTBEAT_MS))
-        self._last = now
-
+from tests.gui.heartbeat import Heartbeat  # noqa: E402
 
 def wait_until(app: QApplication, condition, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from dataclasses import replace
 
@@ -20,36 +20,13 @@ from inference.hardware import CpuFacts, probe_hardware
 from inference.session import ModelChoice
 from model_store.paths import AppPaths
 from model_store.settings import Settings, SettingsStore
+from tests.gui.heartbeat import Heartbeat
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
-HEARTBEAT_MS = 5
 # Generous: a frame is ~16 ms; this catches real freezes (a blocking load or
 # per-token work on the GUI thread), not scheduler noise on a busy 2-core CI box.
 MAX_UI_STALL_MS = 250
-
-
-class Heartbeat(QObject):
-    """Measures how late the GUI event loop runs a 5 ms timer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lateness_ms: list[float] = []
-        self._last = time.perf_counter()
-        self._timer = QTimer(self)
-        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self._timer.setInterval(HEARTBEAT_MS)
-        self._timer.timeout.connect(self._beat)
-        self._timer.start()
-
-    @Slot()
-    def _beat(self) -> None:
-        now = time.perf_counter()
-        self.lateness_ms.append((now - self._last) * 1000 - HEARTBEAT_MS)
-        self._last = now
-
-    def stop(self) -> None:
-        self._timer.stop()
 
 
 class WorkerEvents(QObject):
