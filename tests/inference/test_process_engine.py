@@ -115,3 +115,22 @@ def test_cancel_reaches_the_engine_while_chunks_stream_in_fast(tmp_path: Path) -
         assert stream.stats.completion_tokens < 100
     finally:
         engine.close()
+
+
+def test_thread_tuning_measures_each_count_and_keeps_the_fastest(tmp_path: Path) -> None:
+    from tests.gguf_factory import write_random_gemma3
+    from tests.inference.conftest import cpu_plan
+
+    model = write_random_gemma3(tmp_path / "tune-gemma3-it.gguf")
+    engine = ProcessEngine(cpu_plan())
+    engine.load(read_gguf_info(model))
+    try:
+        speeds = engine.tune_threads([1, 2])
+        assert set(speeds) == {1, 2} and all(speed > 0 for speed in speeds.values())
+        assert engine.plan.n_threads == max(speeds, key=speeds.__getitem__)
+        # The engine still answers after tuning.
+        stream = engine.stream_chat(HELLO, params=SamplingParams(max_tokens=8), cancel=threading.Event())
+        list(stream)
+        assert stream.stats.completion_tokens > 0
+    finally:
+        engine.close()
