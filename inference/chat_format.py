@@ -1,5 +1,8 @@
 """Turn a list of chat messages into the prompt text a model expects.
 
+When the last message is the assistant's, the prompt ends inside it, so the
+model continues that reply (used to resume an interrupted one).
+
 Order of preference: the model's own Jinja template (``tokenizer.chat_template``,
 rendered in Jinja's immutable sandbox because a model file is untrusted
 input); otherwise the known turn format of its architecture; otherwise a
@@ -28,7 +31,7 @@ class ChatFormat(Protocol):
     stop_strings: tuple[str, ...]
 
     def render(self, messages: Sequence[Message]) -> str:
-        """The prompt for ``messages``, ending where the assistant's reply starts."""
+        """The prompt for ``messages``, ending where the assistant's reply starts (or continues)."""
         ...
 
 
@@ -61,15 +64,23 @@ class JinjaChatFormat:
         self.stop_strings = (tokens.eos,) if tokens.eos else ()
 
     def render(self, messages: Sequence[Message]) -> str:
+        continuing = continues_reply(messages)
         try:
-            return self._template.render(
+            text = self._template.render(
                 messages=list(messages),
-                add_generation_prompt=True,
+                add_generation_prompt=not continuing,
                 bos_token=self._tokens.bos,
                 eos_token=self._tokens.eos,
             )
         except jinja2.TemplateError as exc:
             raise ChatTemplateError(f"The model's chat template failed on this conversation ({exc}).") from exc
+        if continuing:
+            # Cut the closing markers after the reply's text, as transformers' continue_final_message does.
+            content = messages[-1]["content"]
+            end = text.rfind(content) if content else -1
+            if end >= 0:
+                return text[: end + len(content)]
+        return text
 
 
 class GemmaTurnFormat:
@@ -87,7 +98,10 @@ class GemmaTurnFormat:
             if index == 0 and system:
                 content = f"{system}\n\n{content}"
             parts.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
-        parts.append("<start_of_turn>model\n")
+        if continues_reply(messages):
+            parts[-1] = parts[-1].removesuffix("<end_of_turn>\n")
+        else:
+            parts.append("<start_of_turn>model\n")
         return "".join(parts)
 
 
@@ -114,7 +128,10 @@ class TranscriptFormat:
         for message in turns:
             speaker = "Assistant" if message["role"] == "assistant" else "User"
             parts.append(f"{speaker}: {message['content'].strip()}\n")
-        parts.append("Assistant:")
+        if continues_reply(messages):
+            parts[-1] = parts[-1].removesuffix("\n")
+        else:
+            parts.append("Assistant:")
         return "".join(parts)
 
 
@@ -134,6 +151,11 @@ def chat_format_for(
     if not is_base_model and architecture in _ARCHITECTURE_FORMATS:
         return _ARCHITECTURE_FORMATS[architecture]()
     return TranscriptFormat()
+
+
+def continues_reply(messages: Sequence[Message]) -> bool:
+    """True when the conversation ends with the assistant's (unfinished) reply, to be continued."""
+    return bool(messages) and messages[-1]["role"] == "assistant"
 
 
 def _split_system(messages: Sequence[Message]) -> tuple[str, list[Message]]:

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import llama_cpp
 
-from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_format_for
+from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_format_for, continues_reply
 from inference.context_window import fit_messages
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.errors import ContextOverflowError, GenerationError, ModelLoadError
@@ -118,6 +118,7 @@ class LlamaCppEngine:
             stop_strings=self._format.stop_strings,
             max_tokens=min(params.max_tokens, self.plan.n_ctx - len(prompt_tokens)),
             cancel=cancel,
+            continuing=continues_reply(messages),
         )
         return LlamaReplyStream(
             engine=self, prompt_tokens=prompt_tokens, params=params, limits=limits, dropped_messages=dropped

@@ -2,7 +2,7 @@
 
 It stops on an end-of-generation token, a stop string, the token limit or
 the user's cancel flag (checked between tokens), strips the reply's leading
-whitespace, and measures time to first token and decode speed.
+whitespace (unless it continues an earlier reply), and measures time to first token and decode speed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class ReplyLimits:
     stop_strings: tuple[str, ...]
     max_tokens: int
     cancel: threading.Event
+    continuing: bool = False  # the reply goes on from text already shown: keep its leading space
 
 
 def stream_reply(
@@ -54,7 +55,7 @@ def stream_reply(
     first_token_at = None
     count = 0
     finish = "length"
-    at_start = True
+    at_start = not limits.continuing
     for token in token_ids:
         if first_token_at is None:
             first_token_at = time.perf_counter()

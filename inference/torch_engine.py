@@ -31,7 +31,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_format_for
+from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_format_for, continues_reply
 from inference.context_window import fit_messages
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.errors import ContextOverflowError, GenerationError, ModelLoadError
@@ -120,7 +120,8 @@ class TorchEngine:
                 f"This message is too long for the model's context window: it needs {len(prompt):,} tokens "
                 f"and the window holds {n_ctx:,}. Shorten it, or raise the context length in Settings."
             )
-        limits = ReplyLimits(self._format.stop_strings, min(params.max_tokens, n_ctx - len(prompt)), cancel)
+        limits = ReplyLimits(self._format.stop_strings, min(params.max_tokens, n_ctx - len(prompt)), cancel,
+                             continuing=continues_reply(messages))
         return TorchReplyStream(self, prompt, params, limits, dropped)
 
     def close(self) -> None:

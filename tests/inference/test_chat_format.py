@@ -80,3 +80,13 @@ def test_transcript_ends_where_the_assistant_speaks() -> None:
 def test_format_choice(architecture: str, template: str | None, base: bool, expected: type) -> None:
     fmt = chat_format_for(architecture=architecture, chat_template=template, tokens=SpecialTokens(), is_base_model=base)
     assert isinstance(fmt, expected)
+
+
+PARTIAL = [{"role": "user", "content": "Tell a story"}, {"role": "assistant", "content": "Once upon"}]
+
+
+def test_every_format_ends_inside_a_reply_that_is_being_continued() -> None:
+    assert GemmaTurnFormat().render(PARTIAL).endswith("<start_of_turn>model\nOnce upon")
+    assert TranscriptFormat().render(PARTIAL).endswith("User: Tell a story\nAssistant: Once upon")
+    chatml = JinjaChatFormat(CHATML, SpecialTokens(eos="<|im_end|>")).render(PARTIAL)
+    assert chatml.endswith("<|im_start|>assistant\nOnce upon")

@@ -1,0 +1,156 @@
+"""The conversation on screen: its message tree, its settings, and every write to the store.
+
+Plain Python (no widgets): the window asks it what to show and tells it what
+happened; it keeps the tree in memory and queues each change for the
+background writer, so the window never waits for the disk. A streaming reply
+is saved as it grows, at most ``SAVE_INTERVAL_S`` apart, so a crash loses at
+most about a second of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from model_store.conversation_tree import ConversationTree
+from model_store.conversations import Conversation, ConversationStore, Message, new_id
+from model_store.store_writer import StoreWriter
+
+SAVE_INTERVAL_S = 1.0
+TITLE_LENGTH = 48
+
+
+class ChatSession:
+    """One conversation being read and written.
+
+    Args:
+        store: reads (on the caller's thread).
+        writer: queued writes.
+        conversation: the conversation to open, or None for a new one (created in the
+            database with its first message).
+        clock: seconds, for the save interval (injected by tests).
+    """
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        writer: StoreWriter,
+        conversation: Conversation | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._clock = clock
+        self.conversation = conversation
+        messages = store.messages(conversation.id) if conversation else []
+        self.tree = ConversationTree(messages, conversation.current_leaf_id if conversation else None)
+        self._last_save: dict[str, float] = {}
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The conversation's id, or None while it has no message yet."""
+        return self.conversation.id if self.conversation else None
+
+    @property
+    def system_prompt(self) -> str:
+        """This conversation's system prompt ('' for none)."""
+        return self.conversation.system_prompt if self.conversation else ""
+
+    def branch(self) -> list[Message]:
+        """The messages on screen, oldest first."""
+        return self.tree.branch()
+
+    def prompt_for(self, last: Message) -> list[dict[str, str]]:
+        """What the model sees to write or continue ``last``'s reply: system prompt + the branch up to it."""
+        path = []
+        message: Message | None = last
+        while message is not None:
+            path.append({"role": message.role, "content": message.content})
+            message = self.tree.get(message.parent_id) if message.parent_id else None
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
+        return system + path[::-1]
+
+    # --------------------------------------------------------------- writing
+
+    def add_user_message(self, text: str, *, instead_of: str | None = None) -> Message:
+        """Add the user's message after the branch on screen, or as an edit: a sibling of ``instead_of``."""
+        if instead_of is not None:
+            parent_id = self.tree.get(instead_of).parent_id
+        else:
+            parent_id = self.tree.current_leaf_id
+        self._ensure_conversation(text)
+        return self._add(parent_id, "user", text, "complete")
+
+    def add_edited_reply(self, message_id: str, text: str) -> Message:
+        """An edited assistant message: a new sibling holding ``text``; the original stays."""
+        return self._add(self.tree.get(message_id).parent_id, "assistant", text, "complete")
+
+    def start_reply(self, parent_id: str, model: str) -> Message:
+        """An empty assistant message under ``parent_id`` that the reply will fill."""
+        return self._add(parent_id, "assistant", "", "streaming", model=model)
+
+    def resume_reply(self, message_id: str) -> Message:
+        """Mark an interrupted reply as streaming again, to continue it."""
+        self._last_save[message_id] = self._clock()
+        return self.tree.update(message_id, content=self.tree.get(message_id).content, status="streaming")
+
+    def append_reply_text(self, message_id: str, text: str) -> None:
+        """Add streamed text; it is saved when the last save is ``SAVE_INTERVAL_S`` old."""
+        message = self.tree.get(message_id)
+        message = self.tree.update(message_id, content=message.content + text, status="streaming")
+        if self._clock() - self._last_save.get(message_id, 0.0) >= SAVE_INTERVAL_S:
+            self._save(message)
+
+    def finish_reply(self, message_id: str, status: str) -> Message:
+        """The reply ended ('complete') or broke off ('interrupted'); save its final text."""
+        message = self.tree.get(message_id)
+        message = self.tree.update(message_id, content=message.content.rstrip(), status=status)
+        self._save(message)
+        self._last_save.pop(message_id, None)
+        return message
+
+    def switch_sibling(self, message_id: str, step: int) -> None:
+        """Show another version of ``message_id`` (``step`` = -1 or +1)."""
+        leaf = self.tree.switch_sibling(message_id, step)
+        if self.conversation:
+            self._writer.submit("set_current_leaf", self.conversation.id, leaf)
+
+    def update_settings(self, *, system_prompt: str, model: str, settings: dict[str, Any]) -> None:
+        """Store this conversation's own system prompt, model and reply settings."""
+        self._ensure_conversation("")
+        self.conversation = replace(self.conversation, system_prompt=system_prompt, model=model, settings=settings)
+        self._writer.submit(
+            "update_conversation", self.conversation.id, system_prompt=system_prompt, model=model, settings=settings
+        )
+
+    # -------------------------------------------------------------- internals
+
+    def _ensure_conversation(self, first_text: str) -> None:
+        if self.conversation is not None:
+            return
+        title = " ".join(first_text.split())[:TITLE_LENGTH] or "New chat"
+        now = time.time()
+        self.conversation = Conversation(id=new_id(), title=title, created_at=now, updated_at=now)
+        self._writer.submit("create_conversation", conversation_id=self.conversation.id, title=title, created_at=now)
+
+    def _add(self, parent_id: str | None, role: str, text: str, status: str, *, model: str = "") -> Message:
+        message = Message(
+            id=new_id(), conversation_id=self.conversation.id, parent_id=parent_id, role=role, content=text,
+            created_at=time.time(), status=status, model=model,
+        )
+        self.tree.add(message)
+        self._writer.submit(
+            "add_message", message.conversation_id, parent_id=parent_id, role=role, content=text, status=status,
+            model=model, message_id=message.id, created_at=message.created_at,
+        )
+        if status == "streaming":
+            self._last_save[message.id] = self._clock()
+        return message
+
+    def _save(self, message: Message) -> None:
+        self._last_save[message.id] = self._clock()
+        self._writer.submit("update_message", message.id, message.content, message.status)
+
