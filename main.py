@@ -88,7 +88,11 @@ def main(argv: list[str]) -> int:
     from gui.app import run_app
 
     return run_app(
-        choose_model=choose_model, probe_hardware=probe_hardware, settings=settings, cache_dir=paths.cache_dir
+        choose_model=choose_model,
+        probe_hardware=probe_hardware,
+        settings=settings,
+        conversations_file=paths.conversations_file,
+        cache_dir=paths.cache_dir,
     )
 
 

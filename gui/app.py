@@ -1,11 +1,13 @@
-"""Start the Qt application: the window, the inference thread, and the wiring between them."""
+"""Start the Qt application: the window, the inference thread, the conversation store, and their wiring."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -14,15 +16,34 @@ from PySide6.QtWidgets import QApplication
 
 from gui.inference_worker import InferenceWorker, WorkerThread
 from gui.main_window import MainWindow
+from gui.single_instance import SingleInstance
+from gui.theme import follow_system_theme
+from inference.errors import describe_error
 from inference.hardware import CpuFacts, Hardware
 from inference.session import ModelChoice
+from model_store.conversations import ConversationStore, ConversationStoreError
+from model_store.errors import DiskFullError
 from model_store.settings import SettingsStore
+from model_store.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
+
+PURGE_DELETED_AFTER_S = 30 * 24 * 3600
+
+
+@dataclass
+class Ui:
+    """What :func:`build_ui` made, for :func:`shut_down`."""
+
+    window: MainWindow
+    worker_thread: WorkerThread
+    store: ConversationStore
+    writer: StoreWriter
 
 
 def connect_worker(window: MainWindow, worker: InferenceWorker) -> None:
     """Wire the window and the worker. Every cross-thread connection is made here, to slots."""
+    panel = window.panel
     window.load_requested.connect(worker.load_model)
     window.reply_requested.connect(worker.generate)
     worker.model_loading.connect(window.on_model_loading)
@@ -30,10 +51,23 @@ def connect_worker(window: MainWindow, worker: InferenceWorker) -> None:
     worker.model_failed.connect(window.on_model_failed)
     worker.threads_measured.connect(window.on_threads_measured)
     worker.engine_stopped.connect(window.on_engine_stopped)
-    worker.reply_chunk.connect(window.on_reply_chunk)
-    worker.reply_finished.connect(window.on_reply_finished)
-    worker.reply_cancelled.connect(window.on_reply_cancelled)
-    worker.reply_failed.connect(window.on_reply_failed)
+    worker.reply_chunk.connect(panel.on_reply_chunk)
+    worker.reply_finished.connect(panel.on_reply_finished)
+    worker.reply_cancelled.connect(panel.on_reply_cancelled)
+    worker.reply_failed.connect(panel.on_reply_failed)
+
+
+def open_conversation_store(path: Path) -> ConversationStore:
+    """The conversation database; if it cannot be used, a temporary one whose notice says why."""
+    try:
+        store = ConversationStore(path)
+    except (ConversationStoreError, DiskFullError) as exc:
+        log.error("Conversation database unusable: %s", exc)
+        store = ConversationStore(Path(tempfile.mkdtemp(prefix="hearth-")) / "conversations.db")
+        store.notices.append(f"{describe_error(exc)} New conversations in this session are not kept after you quit.")
+        return store
+    store.mark_unfinished_as_interrupted()
+    return store
 
 
 def build_ui(
@@ -41,21 +75,27 @@ def build_ui(
     choose_model: Callable[[], ModelChoice],
     probe_hardware: Callable[[], Hardware],
     settings: SettingsStore,
+    conversations_file: Path,
     cache_dir: Path | None = None,
-) -> tuple[MainWindow, WorkerThread]:
-    """Create the window and its inference thread, wired and started; the default model starts loading."""
-    window = MainWindow(settings, CpuFacts.probe())
+) -> Ui:
+    """Create the window, its store and its inference thread, wired and started; the default model starts loading."""
+    store = open_conversation_store(conversations_file)
+    writer = StoreWriter(store.path, on_error=lambda exc: window.storage_failed.emit(describe_error(exc)))
+    writer.submit("purge_deleted", PURGE_DELETED_AFTER_S)
+    window = MainWindow(settings, CpuFacts.probe(), store, writer)
     worker_thread = WorkerThread(InferenceWorker(choose_model, probe_hardware, cache_dir))
     connect_worker(window, worker_thread.worker)
     worker_thread.start()
     window.load_model(None)
-    return window, worker_thread
+    return Ui(window, worker_thread, store, writer)
 
 
-def shut_down(window: MainWindow, worker_thread: WorkerThread) -> None:
-    """Stop any reply, then stop the inference thread and free the model."""
-    window.stop_reply()
-    worker_thread.stop()
+def shut_down(ui: Ui) -> None:
+    """Stop any reply, stop the inference thread and free the model, then finish saving."""
+    ui.window.stop_reply()
+    ui.worker_thread.stop()
+    ui.writer.close()
+    ui.store.close()
 
 
 def run_app(
@@ -63,19 +103,26 @@ def run_app(
     choose_model: Callable[[], ModelChoice],
     probe_hardware: Callable[[], Hardware],
     settings: SettingsStore,
+    conversations_file: Path,
     cache_dir: Path,
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Hearth")
     app.setApplicationDisplayName("Hearth")
-    window, worker_thread = build_ui(
-        choose_model=choose_model, probe_hardware=probe_hardware, settings=settings, cache_dir=cache_dir
-    )
-    app.aboutToQuit.connect(lambda: shut_down(window, worker_thread))
-    window.show()
+    instance = SingleInstance(conversations_file.parent)
+    if not instance.acquire():
+        return 0  # the running Hearth was asked to show its window
+    follow_system_theme(app)
+    ui = build_ui(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings,
+                  conversations_file=conversations_file, cache_dir=cache_dir)
+    instance.activated.connect(ui.window.bring_to_front)
+    app.aboutToQuit.connect(lambda: shut_down(ui))
+    ui.window.show()
     QTimer.singleShot(0, _log_start_time)
-    return app.exec()
+    code = app.exec()
+    instance.release()
+    return code
 
 
 def _log_start_time() -> None:

@@ -20,6 +20,7 @@ from model_store.store_writer import StoreWriter
 
 SAVE_INTERVAL_S = 1.0
 TITLE_LENGTH = 48
+_MARKDOWN_MARKS = str.maketrans("", "", "*_`#>")
 
 
 class ChatSession:
@@ -131,7 +132,8 @@ class ChatSession:
     def _ensure_conversation(self, first_text: str) -> None:
         if self.conversation is not None:
             return
-        title = " ".join(first_text.split())[:TITLE_LENGTH] or "New chat"
+        plain = first_text.translate(_MARKDOWN_MARKS)  # a title shows no Markdown syntax
+        title = " ".join(plain.split())[:TITLE_LENGTH] or "New chat"
         now = time.time()
         self.conversation = Conversation(id=new_id(), title=title, created_at=now, updated_at=now)
         self._writer.submit("create_conversation", conversation_id=self.conversation.id, title=title, created_at=now)

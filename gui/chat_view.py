@@ -1,17 +1,39 @@
 """The conversation: a read-only rich-text document with one frame per message.
 
-Streaming appends to the last message through a kept cursor, so each flush
-costs the length of the new text, not of the reply. Text arriving between
-frames is buffered and flushed at most every ``FLUSH_INTERVAL_MS``.
+Each frame holds a header line (author, ``‹ 2/3 ›`` between versions, Copy,
+Edit, Regenerate or Continue links, and a state such as ``[Stopped]``) and the
+message body rendered from Markdown. A streaming reply re-renders only its
+growing last Markdown block, at most every ``FLUSH_INTERVAL_MS``. Long
+conversations show their last ``SHOWN_MESSAGES`` messages, with a link to
+show earlier ones.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QColor, QFont, QPalette, QTextCharFormat, QTextCursor, QTextFrameFormat
+import html
+from dataclasses import dataclass
+
+from PySide6.QtCore import QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QColor, QGuiApplication, QPalette, QTextCursor, QTextFrame, QTextFrameFormat
 from PySide6.QtWidgets import QFrame, QTextBrowser, QWidget
 
+from gui.markdown_render import MarkdownRenderer, StreamingMarkdown
+
 FLUSH_INTERVAL_MS = 30
+SHOWN_MESSAGES = 200
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """What the view shows for one message."""
+
+    id: str
+    role: str  # "user" or "assistant"
+    author: str
+    content: str
+    position: tuple[int, int] = (1, 1)  # this version / number of versions
+    state: str = ""  # e.g. "Stopped", "Interrupted"; empty for a finished message
+    can_continue: bool = False
 
 
 def _blend(base: QColor, tint: QColor, amount: float) -> QColor:
@@ -23,8 +45,20 @@ def _blend(base: QColor, tint: QColor, amount: float) -> QColor:
     )
 
 
+def is_dark(palette: QPalette) -> bool:
+    """Whether the palette is a dark one (light text on a dark background)."""
+    return palette.color(QPalette.ColorRole.Base).lightness() < palette.color(QPalette.ColorRole.Text).lightness()
+
+
 class ChatView(QTextBrowser):
-    """Shows messages; a reply streams into the last one via :meth:`append_reply`."""
+    """Shows a conversation's branch; a reply streams into its message through :meth:`stream_text`.
+
+    Signals:
+        action_requested(str, str): a message link was clicked: ("edit" | "regenerate" | "continue" |
+            "previous" | "next", message id), or ("earlier", "") to show older messages.
+    """
+
+    action_requested = Signal(str, str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -35,103 +69,166 @@ class ChatView(QTextBrowser):
         font = self.font()
         font.setPointSizeF(font.pointSizeF() * 1.15)
         self.setFont(font)
-        self._reply_cursor: QTextCursor | None = None
-        self._reply_parts: list[str] = []
-        self._pending: list[str] = []
+        self.anchorClicked.connect(self._on_anchor)
+        self._renderer = MarkdownRenderer(dark=is_dark(self.palette()))
+        self._frames: dict[str, QTextFrame] = {}
+        self._bodies: dict[str, StreamingMarkdown] = {}
+        self._views: dict[str, MessageView] = {}
+        self._streaming_id: str | None = None
+        self._pending_text: str | None = None
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(FLUSH_INTERVAL_MS)
         self._flush_timer.timeout.connect(self._flush)
 
-    def add_message(self, role: str, author: str, text: str) -> None:
-        """Append a finished message (``role`` is ``user`` or ``assistant``)."""
-        cursor = self._new_message_frame(role, author)
-        cursor.insertText(text, self._body_format())
+    # ------------------------------------------------------------ whole views
+
+    def show_messages(self, views: list[MessageView], *, show_all: bool = False) -> None:
+        """Replace the document with these messages (the last ``SHOWN_MESSAGES`` unless ``show_all``)."""
+        self._flush_timer.stop()
+        self._streaming_id = None
+        self.document().clear()
+        self._frames.clear()
+        self._bodies.clear()
+        self._views.clear()
+        hidden = 0 if show_all else max(0, len(views) - SHOWN_MESSAGES)
+        if hidden:
+            self.add_notice(f'<a href="earlier:">Show {hidden} earlier messages</a>', rich=True)
+        for view in views[hidden:]:
+            self.append_message(view)
         self._scroll_to_end()
 
-    def begin_reply(self, author: str) -> None:
-        """Start a new assistant message that :meth:`append_reply` will fill."""
-        self._reply_cursor = self._new_message_frame("assistant", author)
-        self._reply_parts = []
-        self._scroll_to_end()
+    def refresh_theme(self) -> None:
+        """Pick the light or dark code colours again (the caller re-shows the messages)."""
+        self._renderer = MarkdownRenderer(dark=is_dark(self.palette()))
 
-    def append_reply(self, text: str) -> None:
-        """Queue text for the reply; it appears at the next flush (within ~30 ms)."""
-        self._pending.append(text)
-        self._reply_parts.append(text)
-        if not self._flush_timer.isActive():
-            self._flush_timer.start()
+    # -------------------------------------------------------------- messages
 
-    def end_reply(self, note: str | None = None) -> str:
-        """Finish the reply, optionally adding a grey note (e.g. "Stopped"); return its text."""
-        self._flush()
-        text = "".join(self._reply_parts).rstrip()
-        if self._reply_cursor is not None and note:
-            note_format = self._grey_format()
-            note_format.setFontItalic(True)
-            self._reply_cursor.insertText(f"{'  ' if text else ''}[{note}]", note_format)
-        self._reply_cursor = None
-        self._reply_parts = []
-        self._scroll_to_end()
-        return text
-
-    def add_notice(self, text: str) -> None:
-        """Append a grey line outside any message, e.g. an error about the model."""
-        cursor = self._append_frame(self._frame_format(padding=6))
-        cursor.insertText(text, self._grey_format())
-        self._scroll_to_end()
-
-    @Slot()
-    def _flush(self) -> None:
-        if not self._pending or self._reply_cursor is None:
-            self._pending.clear()
-            return
+    def append_message(self, view: MessageView) -> None:
+        """Add a message at the end."""
         at_bottom = self._is_at_bottom()
-        self._reply_cursor.insertText("".join(self._pending), self._body_format())
-        self._pending.clear()
-        if at_bottom:
-            self._scroll_to_end()
-
-    def _new_message_frame(self, role: str, author: str) -> QTextCursor:
-        frame_format = self._frame_format(padding=10)
-        if role == "user":
+        frame_format = QTextFrameFormat()
+        frame_format.setPadding(10)
+        frame_format.setBottomMargin(12)
+        frame_format.setBorder(0)
+        if view.role == "user":
             palette = self.palette()
-            base, tint = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Highlight)
-            frame_format.setBackground(_blend(base, tint, 0.12))
+            tint = palette.color(QPalette.ColorRole.Highlight)
+            frame_format.setBackground(_blend(palette.color(QPalette.ColorRole.Base), tint, 0.12))
             frame_format.setLeftMargin(64)
         else:
             frame_format.setRightMargin(64)
-        cursor = self._append_frame(frame_format)
-        author_format = self._grey_format()
-        author_format.setFontWeight(QFont.Weight.DemiBold)
-        cursor.insertText(author, author_format)
-        cursor.insertBlock()
-        return cursor
-
-    def _append_frame(self, frame_format: QTextFrameFormat) -> QTextCursor:
-        """Add a frame at the end of the document; return a cursor inside it."""
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertFrame(frame_format)
-        return cursor
+        frame = cursor.insertFrame(frame_format)
+        cursor.insertHtml(self._header_html(view))
+        cursor.insertBlock()
+        body = StreamingMarkdown(frame, cursor.position(), self._renderer, f"copycode:{view.id}:")
+        body.set_text(view.content)
+        self._frames[view.id], self._bodies[view.id], self._views[view.id] = frame, body, view
+        if at_bottom:
+            self._scroll_to_end()
 
-    @staticmethod
-    def _frame_format(*, padding: int) -> QTextFrameFormat:
+    def update_message(self, view: MessageView) -> None:
+        """Redraw one message's header and body (e.g. when its reply ends)."""
+        if view.id == self._streaming_id:
+            self._flush_timer.stop()
+            self._streaming_id = None
+        frame = self._frames.get(view.id)
+        if frame is None:
+            return
+        self._views[view.id] = view
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(frame.firstPosition())
+        cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor)
+        cursor.insertHtml(self._header_html(view))
+        # The header's length changed, so the body moved: render it afresh from its new start.
+        body = StreamingMarkdown(frame, cursor.block().next().position(), self._renderer, f"copycode:{view.id}:")
+        body.set_text(view.content)
+        self._bodies[view.id] = body
+
+    def start_stream(self, message_id: str) -> None:
+        """The reply in ``message_id`` starts streaming; feed it with :meth:`stream_text`."""
+        self._streaming_id = message_id
+
+    def stream_text(self, text: str) -> None:
+        """The streaming reply's whole text so far; shown at the next flush (≤ 30 ms)."""
+        self._pending_text = text
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def add_notice(self, text: str, *, rich: bool = False) -> None:
+        """Append a grey line outside any message, e.g. an error about the model."""
+        cursor = QTextCursor(self.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
         frame_format = QTextFrameFormat()
-        frame_format.setPadding(padding)
+        frame_format.setPadding(6)
         frame_format.setBottomMargin(12)
-        frame_format.setBorder(0)
-        return frame_format
+        cursor.insertFrame(frame_format)
+        grey = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
+        body = text if rich else html.escape(text)
+        cursor.insertHtml(f'<span style="color:{grey}">{body}</span>')
+        self._scroll_to_end()
 
-    def _grey_format(self) -> QTextCharFormat:
-        char_format = self._body_format()
-        char_format.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
-        return char_format
+    def scroll_to_message(self, message_id: str) -> None:
+        """Bring a message into view and select its text briefly (a search hit)."""
+        frame = self._frames.get(message_id)
+        if frame is None:
+            return
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(frame.firstPosition())
+        cursor.setPosition(frame.lastPosition(), QTextCursor.MoveMode.KeepAnchor)
+        self.setTextCursor(cursor)
+        self.ensureCursorVisible()
 
-    def _body_format(self) -> QTextCharFormat:
-        char_format = QTextCharFormat()
-        char_format.setForeground(self.palette().color(QPalette.ColorRole.Text))
-        return char_format
+    def message_text(self, message_id: str) -> str:
+        """The Markdown source of a shown message."""
+        return self._views[message_id].content if message_id in self._views else ""
+
+    # ------------------------------------------------------------- internals
+
+    @Slot()
+    def _flush(self) -> None:
+        if self._streaming_id is None or self._pending_text is None:
+            return
+        at_bottom = self._is_at_bottom()
+        self._bodies[self._streaming_id].set_text(self._pending_text)
+        self._pending_text = None
+        if at_bottom:
+            self._scroll_to_end()
+
+    def _header_html(self, view: MessageView) -> str:
+        grey = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
+        link = self.palette().color(QPalette.ColorRole.Link).name()
+
+        def anchor(action: str, label: str) -> str:
+            return f'<a href="{action}:{view.id}" style="color:{link}; text-decoration:none">{label}</a>'
+
+        parts = [f'<span style="color:{grey}; font-weight:600">{html.escape(view.author)}</span>']
+        index, count = view.position
+        if count > 1:
+            parts.append(f'{anchor("previous", "‹")} <span style="color:{grey}">{index}/{count}</span> '
+                         f'{anchor("next", "›")}')
+        links = [anchor("copy", "Copy"), anchor("edit", "Edit")]
+        if view.role == "assistant":
+            links.append(anchor("continue", "Continue") if view.can_continue else anchor("regenerate", "Regenerate"))
+        parts.append(f'<span style="color:{grey}"> · </span>'.join(links))
+        if view.state:
+            parts.append(f'<span style="color:{grey}; font-style:italic">[{html.escape(view.state)}]</span>')
+        return " &nbsp; ".join(parts)
+
+    @Slot(QUrl)
+    def _on_anchor(self, url: QUrl) -> None:
+        action, _, rest = url.toString().partition(":")
+        if action == "copy" and rest in self._views:
+            QGuiApplication.clipboard().setText(self._views[rest].content)
+        elif action == "copycode":
+            message_id, _, index = rest.rpartition(":")
+            blocks = self._bodies[message_id].code_blocks() if message_id in self._bodies else []
+            if index.isdigit() and int(index) < len(blocks):
+                QGuiApplication.clipboard().setText(blocks[int(index)])
+        elif action in ("edit", "regenerate", "continue", "previous", "next", "earlier"):
+            self.action_requested.emit(action, rest)
 
     def _is_at_bottom(self) -> bool:
         bar = self.verticalScrollBar()

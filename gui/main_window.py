@@ -1,34 +1,40 @@
-"""Hearth's main window: the conversation, the message box, Send/Stop and the status bar."""
+"""Hearth's main window: conversations on the left, the open one on the right, the model in the status bar."""
 
 from __future__ import annotations
 
-import threading
+from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QPushButton,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from gui.chat_view import ChatView
-from gui.composer import Composer
+from gui.chat_session import ChatSession
+from gui.conversation_dialog import ConversationDialog
+from gui.conversation_panel import ConversationPanel
 from gui.demo_notice import DemoNotice
-from gui.inference_worker import LoadRequest, ModelReady, ReplyRequest
+from gui.inference_worker import LoadRequest, ModelReady
 from gui.preferences import cpu_signature, engine_preferences, sampling_params
 from gui.settings_dialog import SettingsDialog
-from inference.engine import ReplyStats
+from gui.sidebar import Sidebar
+from inference.engine import ReplyStats, SamplingParams
+from inference.errors import describe_error
 from inference.hardware import CpuFacts
 from inference.session import ModelChoice
+from model_store.conversation_io import export_json, export_markdown, import_json
+from model_store.conversations import ConversationStore
 from model_store.settings import Settings, SettingsStore
+from model_store.store_writer import StoreWriter
 
-USER_NAME = "You"
+UNDO_DELETE_MS = 10_000
 
 
 class MainWindow(QMainWindow):
@@ -37,77 +43,143 @@ class MainWindow(QMainWindow):
     Signals:
         load_requested(LoadRequest): ask the worker to load a model.
         reply_requested(ReplyRequest): ask the worker for a reply.
+        storage_failed(str): a background save failed (emitted from the writer's thread).
     """
 
     load_requested = Signal(object)
     reply_requested = Signal(object)
+    storage_failed = Signal(str)
 
-    def __init__(self, settings: SettingsStore, cpu: CpuFacts) -> None:
+    def __init__(
+        self, settings: SettingsStore, cpu: CpuFacts, store: ConversationStore, writer: StoreWriter
+    ) -> None:
         super().__init__()
         self._settings_store = settings
         self._settings = settings.load()
         self._cpu = cpu
+        self._store = store
+        self._writer = writer
         self._model_choice: ModelChoice | None = None
         self._model: ModelReady | None = None
-        self._messages: list[dict[str, str]] = []
-        self._active: ReplyRequest | None = None
-        self._next_request_id = 1
+        self._deleted_id: str | None = None
+        self._notices_shown: list[str] = []
 
         self.setWindowTitle("Hearth")
-        self.resize(960, 720)
-        self.chat_view = ChatView()
+        self.resize(1180, 760)
+        self.sidebar = Sidebar()
+        self.panel = ConversationPanel(sampling=self._sampling)
+        self.panel.reply_requested.connect(self.reply_requested)
+        self.panel.conversation_changed.connect(self.refresh_sidebar)
+        self.panel.reply_ended.connect(self._show_reply_stats)
+        self.panel.notice.connect(self._show_status)
         self.demo_notice = DemoNotice()
         self.demo_notice.dismissed.connect(self._on_demo_notice_dismissed)
         self.demo_notice.hide()
-        self.composer = Composer()
-        self.composer.setPlaceholderText("Loading the model…")
-        self.composer.submitted.connect(self.send_message)
-        self.send_button = QPushButton("Send")
-        self.send_button.setAccessibleName("Send message")
-        self.send_button.setDefault(True)
-        self.send_button.clicked.connect(self.send_message)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setAccessibleName("Stop reply")
-        self.stop_button.setToolTip("Stop the reply (Esc)")
-        self.stop_button.clicked.connect(self.stop_reply)
-        self.stop_button.hide()
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop_reply)
-        self._build_menu()
+        self.storage_failed.connect(self._on_storage_failed)
+        self._wire_sidebar()
         self._build_layout()
         self._build_status_bar()
-        self._update_controls()
+        self._build_menus()
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.panel.stop_reply)
+        latest = store.conversations()
+        self.open_conversation(latest[0].id if latest else None)
 
-    # ----------------------------------------------------------------- actions
+    def bring_to_front(self) -> None:
+        """Show and raise the window (another Hearth start asked for it)."""
+        self.showNormal()
+        self.raise_()
+        self.activateWindow()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        """Redraw the conversation in the new colours when the light/dark theme changes."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "panel") and self.panel.active is None:
+            self.panel.chat_view.refresh_theme()
+            if self.panel.session is not None:
+                self.panel.show_branch()
+
+    # ----------------------------------------------------------- conversations
+
+    def open_conversation(self, conversation_id: str | None, *, focus_message: str | None = None) -> None:
+        """Show a saved conversation (None: a new, empty one)."""
+        if self.panel.active is not None:
+            self._show_status("Stop the reply before switching conversations.")
+            return
+        self._writer.flush(2.0)  # read our own queued writes
+        conversation = self._store.conversation(conversation_id) if conversation_id else None
+        self.panel.open(ChatSession(self._store, self._writer, conversation), focus_message=focus_message)
+        for notice in self._store.notices[len(self._notices_shown):]:
+            self.panel.chat_view.add_notice(notice)
+        self._notices_shown = list(self._store.notices)
+        self.refresh_sidebar()
+        self.panel.composer.setFocus()
 
     @Slot()
-    def send_message(self) -> None:
-        """Send the composer's text as the next user message, if a reply can start."""
-        text = self.composer.toPlainText().strip()
-        if not text or self._model is None or self._active is not None:
-            return
-        self.composer.clear()
-        self._messages.append({"role": "user", "content": text})
-        self.chat_view.add_message("user", USER_NAME, text)
-        self.chat_view.begin_reply(self._model.display_name)
-        self._active = ReplyRequest(
-            request_id=self._next_request_id,
-            messages=tuple(self._messages),
-            params=sampling_params(self._settings),
-            cancel=threading.Event(),
+    def new_conversation(self) -> None:
+        """Start an empty conversation (saved with its first message)."""
+        self.open_conversation(None)
+
+    @Slot()
+    def refresh_sidebar(self) -> None:
+        """Reload the conversation list from the database."""
+        self._writer.flush(2.0)
+        self.sidebar.show_conversations(self._store.conversations(), self.panel.session.conversation_id)
+
+    @Slot()
+    def open_conversation_settings(self) -> None:
+        """Edit this conversation's system prompt and reply settings, or apply a preset."""
+        session = self.panel.session
+        self._writer.flush(2.0)
+        dialog = ConversationDialog(
+            system_prompt=session.system_prompt,
+            sampling=self._sampling(),
+            presets=self._store.presets(),
+            parent=self,
         )
-        self._next_request_id += 1
-        self.status_message.setText("Generating…")
-        self._update_controls()
-        self.reply_requested.emit(self._active)
+        dialog.preset_saved.connect(lambda name, values: self._writer.submit("save_preset", name, values))
+        if dialog.exec():
+            session.update_settings(
+                system_prompt=dialog.system_prompt(), model=self._model_path(), settings=dialog.sampling_values()
+            )
+            self.refresh_sidebar()
 
     @Slot()
-    def open_model_file(self) -> None:
-        """Ask for a GGUF file and load it in place of the current model."""
-        if self._active is not None:
+    def export_conversation(self) -> None:
+        """Save the branch on screen as Markdown or JSON."""
+        session = self.panel.session
+        if not session.branch():
+            self._show_status("There is nothing to export yet.")
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", str(Path.home()), "GGUF models (*.gguf)")
-        if path:
-            self.load_model(ModelChoice(path=Path(path)))
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export conversation", str(Path.home() / f"{session.conversation.title}.md"),
+            "Markdown (*.md);;JSON (*.json)",
+        )
+        if not path:
+            return
+        as_json = path.endswith(".json") or "JSON" in chosen
+        text = export_json(session.conversation, session.branch()) if as_json else \
+            export_markdown(session.conversation, session.branch())
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self._show_status(describe_error(exc))
+            return
+        self._show_status(f"Exported to {path}")
+
+    @Slot()
+    def import_conversation(self) -> None:
+        """Add a conversation from a JSON file exported by Hearth."""
+        path, _ = QFileDialog.getOpenFileName(self, "Import conversation", str(Path.home()), "JSON (*.json)")
+        if not path:
+            return
+        try:
+            conversation_id = import_json(Path(path).read_text(encoding="utf-8"), self._writer)
+        except (OSError, ValueError) as exc:
+            self._show_status(f"That file could not be imported: {exc}")
+            return
+        self.open_conversation(conversation_id)
+
+    # ------------------------------------------------------------------ model
 
     def load_model(self, choice: ModelChoice | None = None) -> None:
         """Ask the worker to load ``choice`` (None: the default model) with the current settings."""
@@ -124,6 +196,15 @@ class MainWindow(QMainWindow):
         )
 
     @Slot()
+    def open_model_file(self) -> None:
+        """Ask for a GGUF file and load it in place of the current model."""
+        if self.panel.active is not None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", str(Path.home()), "GGUF models (*.gguf)")
+        if path:
+            self.load_model(ModelChoice(path=Path(path)))
+
+    @Slot()
     def open_settings(self) -> None:
         """Show the Settings dialog and apply what the user chose."""
         dialog = SettingsDialog(self._settings, max_threads=self._cpu.logical_cores, parent=self)
@@ -137,44 +218,39 @@ class MainWindow(QMainWindow):
         )
         self._settings = settings
         self._settings_store.save(settings)
-        if reload and self._active is None:
+        if reload and self.panel.active is None:
             self.load_model(self._model_choice)
 
-    @Slot()
     def stop_reply(self) -> None:
-        """Stop the reply in progress; the worker ends it within one token."""
-        if self._active is not None:
-            self._active.cancel.set()
-            self.status_message.setText("Stopping…")
+        """Stop the reply in progress."""
+        self.panel.stop_reply()
 
     # ------------------------------------------------------------ worker slots
 
     @Slot(str)
     def on_model_loading(self, message: str) -> None:
         self._model = None
+        self.panel.set_model(None)
         self.demo_notice.hide()
         self.status_message.setText(message)
-        self._update_controls()
 
     @Slot(object)
     def on_model_ready(self, ready: ModelReady) -> None:
         self._model = ready
+        self.panel.set_model(ready.display_name)
         self.model_label.setText(ready.display_name)
         self.engine_label.setText(ready.plan.summary())
         self.engine_label.setToolTip(f"{ready.plan.reason}\nChat format: {ready.chat_format}.")
         self.status_message.setText(f"Ready · loaded in {ready.load_s:.1f} s")
-        self.composer.setPlaceholderText(f"Message {ready.display_name}  (Enter to send, Shift+Enter for a new line)")
         self.demo_notice.setVisible(ready.is_demo and not self._settings.demo_notice_dismissed)
-        self._update_controls()
-        self.composer.setFocus()
+        self.panel.composer.setFocus()
 
     @Slot(str)
     def on_model_failed(self, message: str) -> None:
         self._model = None
+        self.panel.set_model(None)
         self.status_message.setText("The model could not be loaded.")
-        self.composer.setPlaceholderText("No model loaded")
-        self.chat_view.add_notice(message)
-        self._update_controls()
+        self.panel.chat_view.add_notice(message)
 
     @Slot(int)
     def on_threads_measured(self, threads: int) -> None:
@@ -183,42 +259,24 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def on_engine_stopped(self, reason: str) -> None:
-        self.chat_view.add_notice(f"{reason} Your conversation is kept; Hearth is restarting the engine.")
+        self.panel.chat_view.add_notice(f"{reason} Your conversation is kept; Hearth is restarting the engine.")
 
-    @Slot(int, str)
-    def on_reply_chunk(self, request_id: int, text: str) -> None:
-        if self._active is not None and request_id == self._active.request_id:
-            self.chat_view.append_reply(text)
+    # --------------------------------------------------------------- helpers
 
-    @Slot(int, object)
-    def on_reply_finished(self, request_id: int, stats: ReplyStats) -> None:
-        note = "Reached the reply length limit" if stats.finish_reason == "length" else None
-        self._end_reply(request_id, stats, note=note, status="Ready")
+    def _sampling(self) -> SamplingParams:
+        """Reply settings: the user's defaults, overridden by the open conversation's own."""
+        params = sampling_params(self._settings)
+        session = self.panel.session
+        overrides = session.conversation.settings if session and session.conversation else {}
+        known = {key: value for key, value in overrides.items() if hasattr(params, key)}
+        return replace(params, **known)
 
-    @Slot(int, object)
-    def on_reply_cancelled(self, request_id: int, stats: ReplyStats) -> None:
-        self._end_reply(request_id, stats, note="Stopped", status="Stopped")
+    def _model_path(self) -> str:
+        return str(self._model_choice.path) if self._model_choice else ""
 
-    @Slot(int, str)
-    def on_reply_failed(self, request_id: int, message: str) -> None:
-        self._end_reply(request_id, None, note="Interrupted", status="The reply failed.")
-        self.chat_view.add_notice(message)
-
-    # ---------------------------------------------------------------- helpers
-
-    def _end_reply(self, request_id: int, stats: ReplyStats | None, *, note: str | None, status: str) -> None:
-        if self._active is None or request_id != self._active.request_id:
-            return
-        text = self.chat_view.end_reply(note)
-        if text:
-            self._messages.append({"role": "assistant", "content": text})
-        self._active = None
-        self.status_message.setText(status)
-        if stats is not None:
-            self._show_reply_stats(stats)
-        self._update_controls()
-
+    @Slot(object)
     def _show_reply_stats(self, stats: ReplyStats) -> None:
+        self.status_message.setText({"cancelled": "Stopped"}.get(stats.finish_reason, "Ready"))
         if stats.completion_tokens:
             self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s · first token {stats.ttft_s:.2f} s")
         if stats.context_window:
@@ -229,59 +287,126 @@ class MainWindow(QMainWindow):
                 "the rest came from the cache)."
             )
         if stats.dropped_messages:
-            self.chat_view.add_notice(
+            self.panel.chat_view.add_notice(
                 f"This conversation no longer fits in the model's {stats.context_window:,}-token context window: "
                 f"the oldest {stats.dropped_messages} messages were left out of what the model saw "
                 "(the system prompt is always kept). They are still here."
             )
+
+    @Slot(str)
+    def _show_status(self, text: str) -> None:
+        self.status_message.setText(text)
+
+    @Slot(str)
+    def _on_storage_failed(self, message: str) -> None:
+        self.status_message.setText(message)
+        self.panel.chat_view.add_notice(f"{message} Hearth keeps trying; nothing on screen is lost while it runs.")
 
     @Slot()
     def _on_demo_notice_dismissed(self) -> None:
         self._settings.demo_notice_dismissed = True
         self._settings_store.save(self._settings)
 
-    def _update_controls(self) -> None:
-        generating = self._active is not None
-        self.send_button.setVisible(not generating)
-        self.send_button.setEnabled(self._model is not None)
-        self.stop_button.setVisible(generating)
+    @Slot(str, str)
+    def _rename(self, conversation_id: str, title: str) -> None:
+        self._writer.submit("rename", conversation_id, title)
+        session = self.panel.session
+        if session.conversation_id == conversation_id:
+            session.conversation = replace(session.conversation, title=title)
 
-    def _build_menu(self) -> None:
+    @Slot(str, bool)
+    def _pin(self, conversation_id: str, pinned: bool) -> None:
+        self._writer.submit("set_pinned", conversation_id, pinned)
+        self.refresh_sidebar()
+
+    @Slot(str)
+    def _delete(self, conversation_id: str) -> None:
+        conversation = self._store.conversation(conversation_id)
+        self._writer.submit("delete", conversation_id)
+        self._deleted_id = conversation_id
+        title = conversation.title if conversation else "the conversation"
+        self.status_message.setText(f"Deleted “{title}”.")
+        self.undo_button.show()
+        QTimer.singleShot(UNDO_DELETE_MS, self.undo_button.hide)
+        if self.panel.session.conversation_id == conversation_id:
+            self.new_conversation()
+        else:
+            self.refresh_sidebar()
+
+    @Slot()
+    def _undo_delete(self) -> None:
+        if self._deleted_id is None:
+            return
+        self._writer.submit("undo_delete", self._deleted_id)
+        self.open_conversation(self._deleted_id)
+        self._deleted_id = None
+        self.undo_button.hide()
+        self.status_message.setText("Restored.")
+
+    @Slot(str)
+    def _search(self, text: str) -> None:
+        self._writer.flush(2.0)
+        self.sidebar.show_hits(self._store.search(text))
+
+    def _wire_sidebar(self) -> None:
+        self.sidebar.new_chat_requested.connect(self.new_conversation)
+        self.sidebar.conversation_chosen.connect(self.open_conversation)
+        self.sidebar.hit_chosen.connect(lambda c, m: self.open_conversation(c, focus_message=m))
+        self.sidebar.search_changed.connect(self._search)
+        self.sidebar.rename_requested.connect(self._rename)
+        self.sidebar.pin_requested.connect(self._pin)
+        self.sidebar.delete_requested.connect(self._delete)
+
+    def _build_menus(self) -> None:
+        def action(menu, text: str, slot, *keys) -> QAction:
+            item = menu.addAction(text)
+            shortcuts = []
+            for key in keys:
+                for sequence in QKeySequence.keyBindings(key) if isinstance(key, QKeySequence.StandardKey) else \
+                        [QKeySequence(key)]:
+                    if sequence not in shortcuts:  # the same key twice would make the shortcut ambiguous
+                        shortcuts.append(sequence)
+            item.setShortcuts(shortcuts)
+            item.triggered.connect(slot)
+            return item
+
         file_menu = self.menuBar().addMenu("&File")
-        open_action = file_menu.addAction("&Open model file…")
-        open_action.setShortcut(QKeySequence.StandardKey.Open)
-        open_action.triggered.connect(self.open_model_file)
-        settings_action = file_menu.addAction("&Settings…")
-        # The platform's Preferences key where it has one (macOS: Cmd+,); Ctrl+, everywhere.
-        settings_action.setShortcuts(
-            [*QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences), QKeySequence("Ctrl+,")]
-        )
-        settings_action.triggered.connect(self.open_settings)
+        action(file_menu, "&New chat", self.new_conversation, QKeySequence.StandardKey.New, "Ctrl+N")
+        action(file_menu, "&Open model file…", self.open_model_file, QKeySequence.StandardKey.Open)
         file_menu.addSeparator()
-        quit_action = file_menu.addAction("&Quit")
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        action(file_menu, "&Export conversation…", self.export_conversation, "Ctrl+Shift+S")
+        action(file_menu, "&Import conversation…", self.import_conversation)
+        file_menu.addSeparator()
+        # The platform's Preferences key where it has one (macOS: Cmd+,); Ctrl+, everywhere.
+        action(file_menu, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences, "Ctrl+,")
+        action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        chat_menu = self.menuBar().addMenu("&Chat")
+        action(chat_menu, "&Regenerate reply", lambda: self.panel.regenerate(), "Ctrl+R")
+        action(chat_menu, "&Edit last message", lambda: self.panel.edit(), "Ctrl+E")
+        action(chat_menu, "&Search all chats", self.sidebar.focus_search, QKeySequence.StandardKey.Find, "Ctrl+F")
+        action(chat_menu, "Conversation &settings…", self.open_conversation_settings, "Ctrl+Shift+,")
 
     def _build_layout(self) -> None:
-        input_row = QHBoxLayout()
-        input_row.setContentsMargins(16, 8, 16, 12)
-        input_row.setSpacing(8)
-        input_row.addWidget(self.composer, 1)
-        input_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
-        input_row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
-        column = QVBoxLayout()
+        right = QWidget()
+        column = QVBoxLayout(right)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
         column.addWidget(self.demo_notice)
-        column.addWidget(self.chat_view, 1)
-        column.addLayout(input_row)
-        central = QWidget()
-        central.setLayout(column)
-        self.setCentralWidget(central)
+        column.addWidget(self.panel, 1)
+        splitter = QSplitter()
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 920])
+        self.setCentralWidget(splitter)
 
     def _build_status_bar(self) -> None:
         self.status_message = QLabel("Starting…")
         self.status_message.setAccessibleName("Status")
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setAccessibleName("Undo delete")
+        self.undo_button.clicked.connect(self._undo_delete)
+        self.undo_button.hide()
         self.model_label = QLabel("")
         self.model_label.setAccessibleName("Model")
         self.engine_label = QLabel("")
@@ -293,5 +418,6 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         bar.setStyleSheet("QStatusBar QLabel { padding: 2px 10px; }")
         bar.addWidget(self.status_message, 1)
+        bar.addWidget(self.undo_button)
         for label in (self.model_label, self.engine_label, self.context_label, self.speed_label):
             bar.addPermanentWidget(label)

@@ -55,6 +55,11 @@ class AppPaths:
         return self.data_dir / "models.json"
 
     @property
+    def conversations_file(self) -> Path:
+        """SQLite database holding every conversation."""
+        return self.data_dir / "conversations.db"
+
+    @property
     def settings_file(self) -> Path:
         """JSON file with the user's settings."""
         return self.config_dir / "settings.json"

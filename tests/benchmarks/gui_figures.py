@@ -49,14 +49,20 @@ def open_window(model: Path, home: Path, **settings):
     cpu = CpuFacts.probe()
     store.save(Settings(measured_threads={cpu_signature(cpu): cpu.physical_cores}, **settings))
     choice = ModelChoice(path=model, display_name=model.stem)
-    window, worker_thread = build_ui(choose_model=lambda: choice, probe_hardware=probe_hardware, settings=store)
-    window.show()
-    return window, worker_thread
+    ui = build_ui(choose_model=lambda: choice, probe_hardware=probe_hardware, settings=store,
+                  conversations_file=home / "conversations.db")
+    ui.window.show()
+    return ui
 
 
 def send(app: QApplication, window, text: str) -> None:
-    window.composer.setPlainText(text)
-    window.send_message()
+    window.panel.composer.setPlainText(text)
+    window.panel.send_message()
+
+
+def reply_has_text(window) -> bool:
+    """A reply is streaming and some of its text has arrived."""
+    return window.panel.active is not None and bool(window.panel.session.branch()[-1].content)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -66,63 +72,65 @@ def percentile(values: list[float], share: float) -> float:
 
 def lateness_while_loading_and_streaming(app: QApplication, model: Path, home: Path, replies: int) -> dict:
     heartbeat = Heartbeat()
-    window, worker_thread = open_window(model, home, max_tokens=64, seed=1)
+    ui = open_window(model, home, max_tokens=64, seed=1)
+    window = ui.window
     try:
-        wait_until(app, window.send_button.isEnabled)
+        wait_until(app, window.panel.send_button.isEnabled)
         for index in range(replies):
             send(app, window, f"Tell me something about the number {index}.")
-            wait_until(app, lambda: window._active is None)
+            wait_until(app, lambda: window.panel.active is None)
         lateness = heartbeat.lateness_ms
         return {"beats": len(lateness), "p95_ms": round(percentile(lateness, 0.95), 1),
                 "max_ms": round(max(lateness), 1)}
     finally:
-        shut_down(window, worker_thread)
+        shut_down(ui)
 
 
 def stop_latency(app: QApplication, model: Path, home: Path, trials: int) -> list[float]:
-    window, worker_thread = open_window(model, home, max_tokens=3000, temperature=0.9)
+    ui = open_window(model, home, max_tokens=3000, temperature=0.9)
+    window = ui.window
     latencies = []
     try:
-        wait_until(app, window.send_button.isEnabled)
+        wait_until(app, window.panel.send_button.isEnabled)
         for index in range(trials):
             window.apply_settings(replace(window._settings, seed=index))
             send(app, window, f"Story number {index}, please.")
-            before = window.chat_view.toPlainText()
-            wait_until(app, lambda: window.chat_view.toPlainText() != before and window.chat_view._reply_parts)
+            wait_until(app, lambda: reply_has_text(window))
             time.sleep(0.05)
             app.processEvents()
             pressed = time.perf_counter()
             window.stop_reply()
-            wait_until(app, lambda: window._active is None)
+            wait_until(app, lambda: window.panel.active is None)
             latencies.append((time.perf_counter() - pressed) * 1000)
     finally:
-        shut_down(window, worker_thread)
+        shut_down(ui)
     return latencies
 
 
 def survive_engine_kills(app: QApplication, model: Path, home: Path, kills: int) -> dict:
-    window, worker_thread = open_window(model, home, max_tokens=3000, temperature=0.9, seed=2)
+    ui = open_window(model, home, max_tokens=3000, temperature=0.9, seed=2)
+    window = ui.window
     survived = 0
     try:
-        wait_until(app, window.send_button.isEnabled)
+        wait_until(app, window.panel.send_button.isEnabled)
         for index in range(kills):
             send(app, window, f"A long story, part {index}.")
-            wait_until(app, lambda: bool(window.chat_view._reply_parts))
-            engine = worker_thread.worker._loaded.engine
+            wait_until(app, lambda: reply_has_text(window))
+            engine = ui.worker_thread.worker._loaded.engine
             os.kill(engine.pid, signal.SIGKILL)
-            wait_until(app, lambda: window._active is None)
-            interrupted = "[Interrupted]" in window.chat_view.toPlainText()
-            explained = "The engine stopped: it was killed" in window.chat_view.toPlainText()
-            wait_until(app, window.send_button.isEnabled)  # reloaded in a fresh engine process
+            wait_until(app, lambda: window.panel.active is None)
+            interrupted = "[Interrupted]" in window.panel.chat_view.toPlainText()
+            explained = "The engine stopped: it was killed" in window.panel.chat_view.toPlainText()
+            wait_until(app, window.panel.send_button.isEnabled)  # reloaded in a fresh engine process
             window.apply_settings(replace(window._settings, max_tokens=8))
             send(app, window, "Still there?")
-            wait_until(app, lambda: window._active is None)
+            wait_until(app, lambda: window.panel.active is None)
             answered = window.status_message.text() == "Ready"
             window.apply_settings(replace(window._settings, max_tokens=3000))
             survived += interrupted and explained and answered
     finally:
-        shut_down(window, worker_thread)
-    return {"survived": survived, "kills": kills, "messages_kept": len(window._messages)}
+        shut_down(ui)
+    return {"survived": survived, "kills": kills, "messages_kept": len(window.panel.session.branch())}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""End to end: the real window, the real built-in model, streamed replies, Stop, a responsive UI."""
+"""End to end: the real window, the real built-in model, streamed replies, Stop, a responsive UI, saved chats."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import signal
 import time
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-
-from dataclasses import replace
 
 from gui.app import build_ui, shut_down
 from gui.inference_worker import InferenceWorker
 from gui.main_window import MainWindow
 from gui.preferences import cpu_signature
+from gui.sidebar import ID_ROLE
 from inference.hardware import CpuFacts, probe_hardware
 from inference.session import ModelChoice
 from model_store.paths import AppPaths
@@ -73,23 +74,35 @@ def chat(qtbot, builtin_model_path: Path, app_paths: AppPaths):
     def choose() -> ModelChoice:
         return ModelChoice(path=builtin_model_path, display_name="Gemma 3 270M (demo)", is_demo=True)
 
+    ui = open_window(qtbot, choose, app_paths)
+    events = WorkerEvents(ui.worker_thread.worker)
+    qtbot.waitUntil(ui.window.panel.send_button.isEnabled, timeout=60_000)
+    yield ui.window, events, heartbeat
+    heartbeat.stop()
+    shut_down(ui)
+
+
+def open_window(qtbot, choose, app_paths: AppPaths):
     store = SettingsStore(app_paths.settings_file)
     cores = CpuFacts.probe().physical_cores
     # Threads already measured for this CPU, so the window does not tune them first.
-    store.save(Settings(temperature=0.7, seed=7, max_tokens=64, measured_threads={cpu_signature(CpuFacts.probe()): cores}))
-    window, worker_thread = build_ui(choose_model=choose, probe_hardware=probe_hardware, settings=store)
-    qtbot.addWidget(window)
-    window.show()
-    events = WorkerEvents(worker_thread.worker)
-    qtbot.waitUntil(window.send_button.isEnabled, timeout=60_000)
-    yield window, events, heartbeat
-    heartbeat.stop()
-    shut_down(window, worker_thread)
+    if not app_paths.settings_file.exists():
+        store.save(Settings(temperature=0.7, seed=7, max_tokens=64,
+                            measured_threads={cpu_signature(CpuFacts.probe()): cores}))
+    ui = build_ui(choose_model=choose, probe_hardware=probe_hardware, settings=store,
+                  conversations_file=app_paths.conversations_file)
+    qtbot.addWidget(ui.window)
+    ui.window.show()
+    return ui
 
 
 def send(qtbot, window: MainWindow, text: str) -> None:
-    qtbot.keyClicks(window.composer, text)
-    qtbot.keyClick(window.composer, Qt.Key.Key_Return)
+    qtbot.keyClicks(window.panel.composer, text)
+    qtbot.keyClick(window.panel.composer, Qt.Key.Key_Return)
+
+
+def branch(window: MainWindow) -> list[tuple[str, str]]:
+    return [(m.role, m.content) for m in window.panel.session.branch()]
 
 
 def test_a_reply_streams_into_the_window(qtbot, chat) -> None:
@@ -100,21 +113,21 @@ def test_a_reply_streams_into_the_window(qtbot, chat) -> None:
 
     with qtbot.waitSignal(events.reply_finished, timeout=60_000) as finished:
         send(qtbot, window, "What is the capital of Japan?")
-        assert window.stop_button.isVisible()
+        assert window.panel.stop_button.isVisible()
         # The window stays usable while the model works: resize it and scroll.
         window.resize(700, 500)
-        window.chat_view.verticalScrollBar().setValue(0)
+        window.panel.chat_view.verticalScrollBar().setValue(0)
     stats = finished.args[1]
 
-    assert window.composer.toPlainText() == ""
-    transcript = window.chat_view.toPlainText()
+    assert window.panel.composer.toPlainText() == ""
+    transcript = window.panel.chat_view.toPlainText()
     assert "What is the capital of Japan?" in transcript
-    reply = window._messages[-1]
-    assert reply["role"] == "assistant" and reply["content"].strip()
-    assert reply["content"] in transcript
+    role, reply = branch(window)[-1]
+    assert role == "assistant" and reply.strip()
+    assert reply in transcript
     assert events.chunks >= 2 or stats.completion_tokens < 2, "the reply should arrive in several chunks"
     assert "tok/s" in window.speed_label.text()
-    assert window.send_button.isVisible() and not window.stop_button.isVisible()
+    assert window.panel.send_button.isVisible() and not window.panel.stop_button.isVisible()
 
     lateness = sorted(heartbeat.lateness_ms)
     print(f"UI lateness over {len(lateness)} beats: p95 {lateness[int(len(lateness) * 0.95)]:.1f} ms, max {lateness[-1]:.1f} ms")
@@ -129,36 +142,36 @@ def test_stop_ends_a_long_reply_quickly(qtbot, chat) -> None:
         send(qtbot, window, "Write a very long story about a dragon and a village.")
     with qtbot.waitSignal(events.reply_cancelled, timeout=10_000) as cancelled:
         stop_pressed = time.perf_counter()
-        qtbot.keyClick(window.composer, Qt.Key.Key_Escape)
+        qtbot.keyClick(window.panel.composer, Qt.Key.Key_Escape)
     stop_latency = time.perf_counter() - stop_pressed
     stats = cancelled.args[1]
 
     assert stats.finish_reason == "cancelled"
     assert stats.completion_tokens < 2000
     assert stop_latency < 2.0, f"Stop took {stop_latency:.2f} s"
-    assert "[Stopped]" in window.chat_view.toPlainText()
+    assert "[Stopped]" in window.panel.chat_view.toPlainText()
     assert window.status_message.text() == "Stopped"
 
     # The conversation goes on after a stop.
     with qtbot.waitSignal(events.reply_finished, timeout=60_000):
         window.apply_settings(replace(window._settings, temperature=0.7, seed=7, max_tokens=32))
         send(qtbot, window, "Thanks. What is two plus two?")
-    assert [m["role"] for m in window._messages] == ["user", "assistant", "user", "assistant"]
+    assert [role for role, _ in branch(window)] == ["user", "assistant", "user", "assistant"]
     assert max(heartbeat.lateness_ms) < MAX_UI_STALL_MS
 
 
 def test_shift_enter_adds_a_line_instead_of_sending(qtbot, chat) -> None:
     window, *_ = chat
-    qtbot.keyClicks(window.composer, "first line")
-    qtbot.keyClick(window.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
-    qtbot.keyClicks(window.composer, "second line")
-    assert window.composer.toPlainText() == "first line\nsecond line"
-    assert window._messages == []
+    qtbot.keyClicks(window.panel.composer, "first line")
+    qtbot.keyClick(window.panel.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.panel.composer, "second line")
+    assert window.panel.composer.toPlainText() == "first line\nsecond line"
+    assert branch(window) == []
 
 
 def test_dismissing_the_demo_notice_is_remembered(qtbot, chat, app_paths: AppPaths) -> None:
     window, *_ = chat
-    qtbot.mouseClick(window.demo_notice.findChild(type(window.send_button)), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.demo_notice.findChild(type(window.panel.send_button)), Qt.MouseButton.LeftButton)
     assert not window.demo_notice.isVisible()
     assert SettingsStore(app_paths.settings_file).load().demo_notice_dismissed
 
@@ -166,19 +179,15 @@ def test_dismissing_the_demo_notice_is_remembered(qtbot, chat, app_paths: AppPat
 def test_a_bad_model_file_is_reported_and_the_window_stays_up(qtbot, tmp_path: Path, app_paths: AppPaths) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x01" * 10)
-    window, worker_thread = build_ui(
-        choose_model=lambda: ModelChoice(path=bad), probe_hardware=probe_hardware,
-        settings=SettingsStore(app_paths.settings_file),
-    )
-    qtbot.addWidget(window)
+    ui = open_window(qtbot, lambda: ModelChoice(path=bad), app_paths)
+    window = ui.window
     try:
-        window.show()
-        qtbot.waitUntil(lambda: "incomplete" in window.chat_view.toPlainText(), timeout=30_000)
+        qtbot.waitUntil(lambda: "incomplete" in window.panel.chat_view.toPlainText(), timeout=30_000)
         assert window.status_message.text() == "The model could not be loaded."
-        assert not window.send_button.isEnabled()
+        assert not window.panel.send_button.isEnabled()
         assert window.isVisible()
     finally:
-        shut_down(window, worker_thread)
+        shut_down(ui)
 
 
 def test_the_window_survives_the_engine_being_killed_mid_reply(qtbot, chat) -> None:
@@ -187,18 +196,107 @@ def test_the_window_survives_the_engine_being_killed_mid_reply(qtbot, chat) -> N
     with qtbot.waitSignal(events.reply_chunk, timeout=60_000):
         send(qtbot, window, "Tell me a story about a lighthouse keeper.")
     os.kill(events.engine_pid(), signal.SIGKILL)
-    qtbot.waitUntil(lambda: window._active is None, timeout=30_000)
-    transcript = window.chat_view.toPlainText()
+    qtbot.waitUntil(lambda: window.panel.active is None, timeout=30_000)
+    transcript = window.panel.chat_view.toPlainText()
     assert "[Interrupted]" in transcript
     assert "The engine stopped: it was killed (SIGKILL)" in transcript
     assert "Your conversation is kept" in transcript
-    assert window._messages[0]["content"] == "Tell me a story about a lighthouse keeper."
+    assert branch(window)[0] == ("user", "Tell me a story about a lighthouse keeper.")
+    assert window.panel.session.branch()[-1].status == "interrupted"
 
     # The model comes back in a fresh engine process and the conversation goes on.
-    qtbot.waitUntil(window.send_button.isEnabled, timeout=60_000)
+    qtbot.waitUntil(window.panel.send_button.isEnabled, timeout=60_000)
     window.apply_settings(replace(window._settings, max_tokens=16))
     with qtbot.waitSignal(events.reply_finished, timeout=60_000):
         send(qtbot, window, "Are you back?")
-    assert window._messages[-2]["content"] == "Are you back?"
-    assert window._messages[-1]["role"] == "assistant"
+    assert branch(window)[-2] == ("user", "Are you back?")
+    assert branch(window)[-1][0] == "assistant"
     assert max(heartbeat.lateness_ms) < MAX_UI_STALL_MS
+
+
+def test_conversations_are_saved_listed_searched_and_reopened(qtbot, builtin_model_path: Path,
+                                                               app_paths: AppPaths) -> None:
+    def choose() -> ModelChoice:
+        return ModelChoice(path=builtin_model_path, display_name="Gemma 3 270M (demo)", is_demo=True)
+
+    ui = open_window(qtbot, choose, app_paths)
+    window = ui.window
+    events = WorkerEvents(ui.worker_thread.worker)
+    try:
+        qtbot.waitUntil(window.panel.send_button.isEnabled, timeout=60_000)
+        with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+            send(qtbot, window, "Tell me about **volcanoes** please")
+        first_id = window.panel.session.conversation_id
+        qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)  # Ctrl+N: a new chat
+        assert window.panel.session.conversation_id is None and branch(window) == []
+        with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+            send(qtbot, window, "What do penguins eat?")
+        titles = [window.sidebar.conversations.index(row).data()
+                  for row in range(window.sidebar.conversations.rowCount())]
+        assert titles == ["What do penguins eat?", "Tell me about volcanoes please"]
+
+        # Ctrl+F, type, click the hit: the volcano conversation opens on that message.
+        qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+        assert window.sidebar.search_box.hasFocus()
+        qtbot.keyClicks(window.sidebar.search_box, "volcan")
+        qtbot.waitUntil(lambda: window.sidebar.list_view.model() is window.sidebar.hits
+                        and window.sidebar.hits.rowCount() >= 1, timeout=5_000)
+        hits = window.sidebar.hits
+        assert {hits.index(row).data(ID_ROLE) for row in range(hits.rowCount())} == {first_id}
+        index = hits.index(0)
+        qtbot.mouseClick(window.sidebar.list_view.viewport(), Qt.MouseButton.LeftButton,
+                         pos=window.sidebar.list_view.visualRect(index).center())
+        assert window.panel.session.conversation_id == first_id
+        assert "volcan" in window.panel.chat_view.textCursor().selectedText().lower()
+    finally:
+        shut_down(ui)
+
+    # A restart shows both conversations, the newest open.
+    again = open_window(qtbot, choose, app_paths)
+    try:
+        assert [c.title for c in again.store.conversations()][-1] == "Tell me about volcanoes please"
+        assert branch(again.window)[0] == ("user", "What do penguins eat?")
+    finally:
+        shut_down(again)
+
+
+def test_editing_and_regenerating_keep_every_version(qtbot, chat) -> None:
+    window, events, _ = chat
+    with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+        send(qtbot, window, "Name a colour.")
+    first_reply = branch(window)[-1]
+    with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+        qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)  # Ctrl+R: regenerate
+    assert window.panel.session.tree.position(window.panel.session.branch()[-1].id) == (2, 2)
+    assert "2/2" in window.panel.chat_view.toPlainText()
+
+    qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)  # Ctrl+E: edit my last message
+    assert window.panel.composer.toPlainText() == "Name a colour."
+    assert window.panel.editing_banner.isVisible()
+    window.panel.composer.clear()
+    with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+        send(qtbot, window, "Name a fruit.")
+    assert branch(window)[0] == ("user", "Name a fruit.")
+    session = window.panel.session
+    question = session.branch()[0]
+    assert session.tree.position(question.id) == (2, 2)
+
+    session.switch_sibling(question.id, -1)  # what the ‹ link does
+    window.panel.show_branch()
+    assert branch(window)[0] == ("user", "Name a colour.")
+    assert session.branch()[-1].content in {first_reply[1]} | {m.content for m in session.tree.siblings(
+        session.branch()[-1].id)}
+    assert len(session.tree) == 5  # 2 questions, 3 replies: nothing was destroyed
+
+
+def test_delete_can_be_undone(qtbot, chat) -> None:
+    window, events, _ = chat
+    with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+        send(qtbot, window, "Remember this.")
+    conversation_id = window.panel.session.conversation_id
+    window.sidebar.delete_requested.emit(conversation_id)
+    assert window.undo_button.isVisible()
+    assert window.sidebar.conversations.rowCount() == 0
+    qtbot.mouseClick(window.undo_button, Qt.MouseButton.LeftButton)
+    assert window.panel.session.conversation_id == conversation_id
+    assert branch(window)[0] == ("user", "Remember this.")

@@ -1,0 +1,118 @@
+"""One conversation's own settings: its system prompt and how its replies are sampled, with named presets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inference.engine import SamplingParams
+
+# (field, label, minimum, maximum, step) for each number a conversation can override.
+FIELDS = [
+    ("temperature", "Temperature", 0.0, 2.0, 0.05),
+    ("top_p", "Top-p", 0.0, 1.0, 0.05),
+    ("top_k", "Top-k", 0, 1000, 1),
+    ("min_p", "Min-p", 0.0, 1.0, 0.01),
+    ("repeat_penalty", "Repeat penalty", 1.0, 2.0, 0.05),
+    ("max_tokens", "Longest reply (tokens)", 16, 32768, 64),
+]
+
+
+class ConversationDialog(QDialog):
+    """Edits a conversation's system prompt and sampling; applies and saves presets.
+
+    Signals:
+        preset_saved(str, dict): the user saved the current values under a name.
+    """
+
+    preset_saved = Signal(str, dict)
+
+    def __init__(
+        self,
+        *,
+        system_prompt: str,
+        sampling: SamplingParams,
+        presets: dict[str, dict[str, Any]],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Conversation settings")
+        self.setAccessibleName("Conversation settings")
+        self._presets = dict(presets)
+        self.preset = QComboBox()
+        self.preset.setAccessibleName("Preset")
+        self.preset.addItem("Choose a preset…", None)
+        for name in self._presets:
+            self.preset.addItem(name, name)
+        self.preset.activated.connect(self._apply_preset)
+        save = QPushButton("Save as preset…")
+        save.setAccessibleName("Save as preset")
+        save.clicked.connect(self._save_preset)
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(self.preset, 1)
+        preset_row.addWidget(save)
+        self.prompt = QPlainTextEdit(system_prompt)
+        self.prompt.setAccessibleName("System prompt")
+        self.prompt.setPlaceholderText("Instructions the model follows throughout this conversation (optional)")
+        form = QFormLayout()
+        form.addRow("Preset", preset_row)
+        form.addRow("System prompt", self.prompt)
+        self.numbers: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        for name, label, low, high, step in FIELDS:
+            box = QSpinBox() if isinstance(step, int) else QDoubleSpinBox()
+            box.setRange(low, high)
+            box.setSingleStep(step)
+            box.setValue(getattr(sampling, name))
+            box.setAccessibleName(label)
+            self.numbers[name] = box
+            form.addRow(label, box)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.resize(520, 480)
+
+    def system_prompt(self) -> str:
+        """The system prompt as edited."""
+        return self.prompt.toPlainText().strip()
+
+    def sampling_values(self) -> dict[str, float | int]:
+        """The sampling numbers as edited, by SamplingParams field name."""
+        return {name: box.value() for name, box in self.numbers.items()}
+
+    @Slot(int)
+    def _apply_preset(self, index: int) -> None:
+        values = self._presets.get(self.preset.itemData(index))
+        if not values:
+            return
+        self.prompt.setPlainText(str(values.get("system_prompt", "")))
+        for name, box in self.numbers.items():
+            if isinstance(values.get(name), (int, float)):
+                box.setValue(values[name])
+
+    @Slot()
+    def _save_preset(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save preset", "Name of the preset:")
+        if ok and name.strip():
+            values = {"system_prompt": self.system_prompt(), **self.sampling_values()}
+            self._presets[name.strip()] = values
+            if self.preset.findData(name.strip()) < 0:
+                self.preset.addItem(name.strip(), name.strip())
+            self.preset_saved.emit(name.strip(), values)
