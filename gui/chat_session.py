@@ -49,6 +49,7 @@ class ChatSession:
         messages = store.messages(conversation.id) if conversation else []
         self.tree = ConversationTree(messages, conversation.current_leaf_id if conversation else None)
         self._last_save: dict[str, float] = {}
+        self._saved_text: dict[str, str] = {}
 
     @property
     def conversation_id(self) -> str | None:
@@ -101,8 +102,18 @@ class ChatSession:
     def append_reply_text(self, message_id: str, text: str) -> None:
         """Add streamed text; it is saved when the last save is ``SAVE_INTERVAL_S`` old."""
         message = self.tree.get(message_id)
-        message = self.tree.update(message_id, content=message.content + text, status="streaming")
-        if self._clock() - self._last_save.get(message_id, 0.0) >= SAVE_INTERVAL_S:
+        self.tree.update(message_id, content=message.content + text, status="streaming")
+        self.save_if_due(message_id)
+
+    def save_if_due(self, message_id: str) -> None:
+        """Save the reply's text if it changed and the last save is ``SAVE_INTERVAL_S`` old.
+
+        Called on a timer too: text that arrived just after a save is not left
+        unsaved when the model pauses.
+        """
+        message = self.tree.get(message_id)
+        if message.content != self._saved_text.get(message_id) and \
+                self._clock() - self._last_save.get(message_id, 0.0) >= SAVE_INTERVAL_S:
             self._save(message)
 
     def finish_reply(self, message_id: str, status: str) -> Message:
@@ -111,6 +122,7 @@ class ChatSession:
         message = self.tree.update(message_id, content=message.content.rstrip(), status=status)
         self._save(message)
         self._last_save.pop(message_id, None)
+        self._saved_text.pop(message_id, None)
         return message
 
     def switch_sibling(self, message_id: str, step: int) -> None:
@@ -154,5 +166,6 @@ class ChatSession:
 
     def _save(self, message: Message) -> None:
         self._last_save[message.id] = self._clock()
+        self._saved_text[message.id] = message.content
         self._writer.submit("update_message", message.id, message.content, message.status)
 

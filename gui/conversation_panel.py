@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from gui.chat_session import ChatSession
@@ -21,6 +21,7 @@ from inference.engine import ReplyStats, SamplingParams
 from model_store.conversations import Message
 
 USER_NAME = "You"
+SAVE_CHECK_MS = 200  # a paused reply's unsaved text is saved within a second and this
 
 
 class ConversationPanel(QWidget):
@@ -47,6 +48,9 @@ class ConversationPanel(QWidget):
         self._reply_id: str | None = None
         self._editing_id: str | None = None
         self._next_request_id = 1
+        self._save_timer = QTimer(self)
+        self._save_timer.setInterval(SAVE_CHECK_MS)
+        self._save_timer.timeout.connect(self._save_if_due)
 
         self.chat_view = ChatView()
         self.chat_view.action_requested.connect(self._on_action)
@@ -198,6 +202,7 @@ class ConversationPanel(QWidget):
         else:
             self.chat_view.append_message(self._view(reply))
         self.chat_view.start_stream(reply.id)
+        self._save_timer.start()
         self.active = ReplyRequest(
             request_id=self._next_request_id, messages=tuple(messages), params=self._sampling(),
             cancel=threading.Event(),
@@ -209,6 +214,7 @@ class ConversationPanel(QWidget):
     def _end_reply(self, request_id: int, status: str, state: str, stats: ReplyStats | None) -> bool:
         if self.active is None or request_id != self.active.request_id:
             return False
+        self._save_timer.stop()
         message = self.session.finish_reply(self._reply_id, status)
         self.chat_view.update_message(self._view(message, state=state))
         self.active, self._reply_id = None, None
@@ -216,6 +222,11 @@ class ConversationPanel(QWidget):
         if stats is not None:
             self.reply_ended.emit(stats)
         return True
+
+    @Slot()
+    def _save_if_due(self) -> None:
+        if self._reply_id is not None:
+            self.session.save_if_due(self._reply_id)
 
     @Slot(str, str)
     def _on_action(self, action: str, message_id: str) -> None:
