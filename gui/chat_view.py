@@ -14,13 +14,32 @@ import html
 from dataclasses import dataclass
 
 from PySide6.QtCore import QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QColor, QGuiApplication, QPalette, QTextCursor, QTextFrame, QTextFrameFormat
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QGuiApplication,
+    QPalette,
+    QTextCursor,
+    QTextFrame,
+    QTextFrameFormat,
+)
 from PySide6.QtWidgets import QFrame, QTextBrowser, QWidget
 
 from gui.markdown_render import MarkdownRenderer, StreamingMarkdown
 
 FLUSH_INTERVAL_MS = 30
 SHOWN_MESSAGES = 200
+# Qt lays out one very long line in super-linear time (50,000 characters: ~0.9 s, 1 MB: minutes),
+# so a huge message shows its beginning; Copy still copies all of it.
+SHOWN_CHARACTERS = 20_000
+
+
+def shown_text(content: str) -> str:
+    """What the view renders of a message: all of it, or the first ``SHOWN_CHARACTERS`` and a note."""
+    if len(content) <= SHOWN_CHARACTERS:
+        return content
+    rest = len(content) - SHOWN_CHARACTERS
+    return f"{content[:SHOWN_CHARACTERS]}\n\n*… {rest:,} more characters not shown. Copy copies the whole message.*"
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,8 @@ class ChatView(QTextBrowser):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setAccessibleName("Conversation")
         self.document().setDocumentMargin(16)
+        # Every flush would otherwise be recorded as an undo step (megabytes for long replies).
+        self.document().setUndoRedoEnabled(False)
         font = self.font()
         font.setPointSizeF(font.pointSizeF() * 1.15)
         self.setFont(font)
@@ -124,7 +145,7 @@ class ChatView(QTextBrowser):
         cursor.insertHtml(self._header_html(view))
         cursor.insertBlock()
         body = StreamingMarkdown(frame, cursor.position(), self._renderer, f"copycode:{view.id}:")
-        body.set_text(view.content)
+        body.set_text(shown_text(view.content))
         self._frames[view.id], self._bodies[view.id], self._views[view.id] = frame, body, view
         if at_bottom:
             self._scroll_to_end()
@@ -144,7 +165,7 @@ class ChatView(QTextBrowser):
         cursor.insertHtml(self._header_html(view))
         # The header's length changed, so the body moved: render it afresh from its new start.
         body = StreamingMarkdown(frame, cursor.block().next().position(), self._renderer, f"copycode:{view.id}:")
-        body.set_text(view.content)
+        body.set_text(shown_text(view.content))
         self._bodies[view.id] = body
 
     def start_stream(self, message_id: str) -> None:
@@ -192,7 +213,7 @@ class ChatView(QTextBrowser):
         if self._streaming_id is None or self._pending_text is None:
             return
         at_bottom = self._is_at_bottom()
-        self._bodies[self._streaming_id].set_text(self._pending_text)
+        self._bodies[self._streaming_id].set_text(shown_text(self._pending_text), partial=True)
         self._pending_text = None
         if at_bottom:
             self._scroll_to_end()
@@ -229,6 +250,8 @@ class ChatView(QTextBrowser):
                 QGuiApplication.clipboard().setText(blocks[int(index)])
         elif action in ("edit", "regenerate", "continue", "previous", "next", "earlier"):
             self.action_requested.emit(action, rest)
+        elif url.scheme() in ("http", "https"):  # links in replies; markdown-it drops javascript:, file:…
+            QDesktopServices.openUrl(url)
 
     def _is_at_bottom(self) -> bool:
         bar = self.verticalScrollBar()
