@@ -6,6 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -48,6 +49,8 @@ class ConversationDialog(QDialog):
         system_prompt: str,
         sampling: SamplingParams,
         presets: dict[str, dict[str, Any]],
+        model_name: str,
+        uses_model: bool,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -72,6 +75,11 @@ class ConversationDialog(QDialog):
         form = QFormLayout()
         form.addRow("Preset", preset_row)
         form.addRow("System prompt", self.prompt)
+        self.keep_model = QCheckBox(f"Always answer this conversation with {model_name}")
+        self.keep_model.setAccessibleName("Use this model for this conversation")
+        self.keep_model.setChecked(uses_model)
+        self.keep_model.setEnabled(bool(model_name))
+        form.addRow("Model", self.keep_model)
         self.numbers: dict[str, QSpinBox | QDoubleSpinBox] = {}
         for name, label, low, high, step in FIELDS:
             box = QSpinBox() if isinstance(step, int) else QDoubleSpinBox()

@@ -108,6 +108,11 @@ class MainWindow(QMainWindow):
         self._writer.flush(2.0)  # read our own queued writes
         conversation = self._store.conversation(conversation_id) if conversation_id else None
         self.panel.open(ChatSession(self._store, self._writer, conversation), focus_message=focus_message)
+        if conversation and conversation.model and conversation.model != self._model_path():
+            if Path(conversation.model).is_file():
+                self.load_model(ModelChoice(path=Path(conversation.model)))
+            else:
+                self._show_status(f"This conversation's model ({Path(conversation.model).name}) is no longer there.")
         for notice in self._store.notices[len(self._notices_shown):]:
             self.panel.chat_view.add_notice(notice)
         self._notices_shown = list(self._store.notices)
@@ -130,16 +135,21 @@ class MainWindow(QMainWindow):
         """Edit this conversation's system prompt and reply settings, or apply a preset."""
         session = self.panel.session
         self._writer.flush(2.0)
+        conversation = session.conversation
         dialog = ConversationDialog(
             system_prompt=session.system_prompt,
             sampling=self._sampling(),
             presets=self._store.presets(),
+            model_name=self._model.display_name if self._model else "",
+            uses_model=bool(conversation and conversation.model and conversation.model == self._model_path()),
             parent=self,
         )
         dialog.preset_saved.connect(lambda name, values: self._writer.submit("save_preset", name, values))
         if dialog.exec():
             session.update_settings(
-                system_prompt=dialog.system_prompt(), model=self._model_path(), settings=dialog.sampling_values()
+                system_prompt=dialog.system_prompt(),
+                model=self._model_path() if dialog.keep_model.isChecked() else "",
+                settings=dialog.sampling_values(),
             )
             self.refresh_sidebar()
 
@@ -272,6 +282,7 @@ class MainWindow(QMainWindow):
         return replace(params, **known)
 
     def _model_path(self) -> str:
+        """The loaded model's file ('' for the default model, which is not remembered per conversation)."""
         return str(self._model_choice.path) if self._model_choice else ""
 
     @Slot(object)

@@ -1,0 +1,45 @@
+"""The Settings and Conversation settings dialogs return what the user set."""
+
+from __future__ import annotations
+
+from gui.chat_view import ChatView, is_dark
+from gui.conversation_dialog import ConversationDialog
+from gui.settings_dialog import SettingsDialog
+from gui.theme import dark_palette
+from inference.engine import SamplingParams
+from model_store.settings import Settings
+
+
+def test_conversation_dialog_presets_and_values(qtbot) -> None:
+    presets = {"Terse": {"system_prompt": "Answer in one line.", "temperature": 0.1, "max_tokens": 64}}
+    dialog = ConversationDialog(system_prompt="", sampling=SamplingParams(), presets=presets,
+                                model_name="Qwen 0.5B", uses_model=False)
+    qtbot.addWidget(dialog)
+    dialog._apply_preset(dialog.preset.findData("Terse"))
+    assert dialog.system_prompt() == "Answer in one line."
+    values = dialog.sampling_values()
+    assert values["temperature"] == 0.1 and values["max_tokens"] == 64 and values["top_k"] == 40
+    assert dialog.keep_model.text().endswith("Qwen 0.5B") and not dialog.keep_model.isChecked()
+
+
+def test_settings_dialog_round_trip(qtbot) -> None:
+    settings = Settings(device="cpu", n_threads=None, context_length=8192, seed=None, temperature=0.3)
+    dialog = SettingsDialog(settings, max_threads=8)
+    qtbot.addWidget(dialog)
+    assert dialog.result_settings() == settings  # nothing edited, nothing changed
+    dialog.threads.setValue(3)
+    dialog.seed.setValue(42)
+    result = dialog.result_settings()
+    assert (result.n_threads, result.seed, result.context_length, result.device) == (3, 42, 8192, "cpu")
+
+
+def test_the_chat_view_follows_a_dark_palette(qtbot) -> None:
+    view = ChatView()
+    qtbot.addWidget(view)
+    assert not is_dark(view.palette())
+    view.setPalette(dark_palette())
+    assert is_dark(view.palette())
+    code = "```python\nx = 1\n```"
+    light = view._renderer.render_block(code)
+    view.refresh_theme()
+    assert view._renderer.render_block(code) != light  # dark code colours
