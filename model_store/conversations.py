@@ -336,15 +336,20 @@ class ConversationStore:
     def _connect(self, path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=True)
         db.row_factory = sqlite3.Row
+        self._configure(db)
+        return db
+
+    @staticmethod
+    def _configure(db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
-        return db
 
     def _open_checked(self) -> sqlite3.Connection:
         existed = self.path.exists() and self.path.stat().st_size > 0
-        db = self._connect(self.path)
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        db.row_factory = sqlite3.Row
+        version = db.execute("PRAGMA user_version").fetchone()[0]  # read before anything writes
         if version > SCHEMA_VERSION:
             db.close()
             raise NewerDatabaseError(
@@ -354,6 +359,7 @@ class ConversationStore:
         if existed and db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             db.close()
             raise sqlite3.DatabaseError("quick_check failed")
+        self._configure(db)
         if version < SCHEMA_VERSION:
             self._migrate(db, version, backup=existed)
         return db

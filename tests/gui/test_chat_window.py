@@ -300,3 +300,22 @@ def test_delete_can_be_undone(qtbot, chat) -> None:
     qtbot.mouseClick(window.undo_button, Qt.MouseButton.LeftButton)
     assert window.panel.session.conversation_id == conversation_id
     assert branch(window)[0] == ("user", "Remember this.")
+
+
+def test_a_database_from_a_newer_hearth_is_left_alone_and_the_app_still_works(qtbot, tmp_path: Path,
+                                                                            app_paths: AppPaths) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(app_paths.conversations_file)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    before = app_paths.conversations_file.read_bytes()
+    ui = open_window(qtbot, lambda: ModelChoice(path=tmp_path / "no-model.gguf"), app_paths)
+    try:
+        transcript = ui.window.panel.chat_view.toPlainText()
+        assert "saved by a newer version of Hearth" in transcript
+        assert "not kept after you quit" in transcript
+        assert ui.window.isVisible()
+    finally:
+        shut_down(ui)
+    assert app_paths.conversations_file.read_bytes() == before
