@@ -19,6 +19,8 @@ from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
     QPalette,
+    QTextBlockFormat,
+    QTextCharFormat,
     QTextCursor,
     QTextFrame,
     QTextFrameFormat,
@@ -143,7 +145,7 @@ class ChatView(QTextBrowser):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         frame = cursor.insertFrame(frame_format)
         cursor.insertHtml(self._header_html(view))
-        cursor.insertBlock()
+        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())  # the header's link format must not leak
         body = StreamingMarkdown(frame, cursor.position(), self._renderer, f"copycode:{view.id}:")
         body.set_text(shown_text(view.content))
         self._frames[view.id], self._bodies[view.id], self._views[view.id] = frame, body, view

@@ -10,29 +10,17 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QInputDialog,
     QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from gui.sampling_fields import SamplingFields
 from inference.engine import SamplingParams
-
-# (field, label, minimum, maximum, step) for each number a conversation can override.
-FIELDS = [
-    ("temperature", "Temperature", 0.0, 2.0, 0.05),
-    ("top_p", "Top-p", 0.0, 1.0, 0.05),
-    ("top_k", "Top-k", 0, 1000, 1),
-    ("min_p", "Min-p", 0.0, 1.0, 0.01),
-    ("repeat_penalty", "Repeat penalty", 1.0, 2.0, 0.05),
-    ("max_tokens", "Longest reply (tokens)", 16, 32768, 64),
-]
-
 
 class ConversationDialog(QDialog):
     """Edits a conversation's system prompt and sampling; applies and saves presets.
@@ -80,15 +68,7 @@ class ConversationDialog(QDialog):
         self.keep_model.setChecked(uses_model)
         self.keep_model.setEnabled(bool(model_name))
         form.addRow("Model", self.keep_model)
-        self.numbers: dict[str, QSpinBox | QDoubleSpinBox] = {}
-        for name, label, low, high, step in FIELDS:
-            box = QSpinBox() if isinstance(step, int) else QDoubleSpinBox()
-            box.setRange(low, high)
-            box.setSingleStep(step)
-            box.setValue(getattr(sampling, name))
-            box.setAccessibleName(label)
-            self.numbers[name] = box
-            form.addRow(label, box)
+        self.numbers = SamplingFields(form, sampling)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -103,7 +83,7 @@ class ConversationDialog(QDialog):
 
     def sampling_values(self) -> dict[str, float | int]:
         """The sampling numbers as edited, by SamplingParams field name."""
-        return {name: box.value() for name, box in self.numbers.items()}
+        return self.numbers.values()
 
     @Slot(int)
     def _apply_preset(self, index: int) -> None:
@@ -111,9 +91,7 @@ class ConversationDialog(QDialog):
         if not values:
             return
         self.prompt.setPlainText(str(values.get("system_prompt", "")))
-        for name, box in self.numbers.items():
-            if isinstance(values.get(name), (int, float)):
-                box.setValue(values[name])
+        self.numbers.set_values(values)
 
     @Slot()
     def _save_preset(self) -> None:

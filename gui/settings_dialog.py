@@ -8,7 +8,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QLabel,
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.sampling_fields import SamplingFields
 from model_store.settings import Settings
 
 DEVICES = [("auto", "Automatic (GPU when the model fits, else CPU)"), ("cpu", "CPU"), ("gpu", "GPU")]
@@ -30,15 +30,6 @@ def _spin(minimum: int, maximum: int, value: int | None, *, step: int = 1, autom
     if automatic:
         box.setSpecialValueText(automatic)
     box.setValue(box.minimum() if value is None else value)
-    return box
-
-
-def _double(minimum: float, maximum: float, value: float, step: float) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(minimum, maximum)
-    box.setSingleStep(step)
-    box.setDecimals(2)
-    box.setValue(value)
     return box
 
 
@@ -70,26 +61,12 @@ class SettingsDialog(QDialog):
         note.setWordWrap(True)
         engine_form.addRow(note)
 
-        self.temperature = _double(0.0, 2.0, settings.temperature, 0.05)
-        self.top_p = _double(0.0, 1.0, settings.top_p, 0.05)
-        self.top_k = _spin(0, 1000, settings.top_k)
-        self.min_p = _double(0.0, 1.0, settings.min_p, 0.01)
-        self.repeat_penalty = _double(1.0, 2.0, settings.repeat_penalty, 0.05)
-        self.seed = _spin(0, 2**31 - 1, settings.seed, automatic="Random")
-        self.max_tokens = _spin(16, 32768, settings.max_tokens, step=64)
         sampling_box = QGroupBox("Replies")
         sampling_form = QFormLayout(sampling_box)
-        for label, widget in (
-            ("Temperature", self.temperature),
-            ("Top-p", self.top_p),
-            ("Top-k", self.top_k),
-            ("Min-p", self.min_p),
-            ("Repeat penalty", self.repeat_penalty),
-            ("Seed", self.seed),
-            ("Longest reply (tokens)", self.max_tokens),
-        ):
-            widget.setAccessibleName(label)
-            sampling_form.addRow(label, widget)
+        self.sampling = SamplingFields(sampling_form, settings)
+        self.seed = _spin(0, 2**31 - 1, settings.seed, automatic="Random")
+        self.seed.setAccessibleName("Seed")
+        sampling_form.addRow("Seed", self.seed)
         for label, widget in (("Device", self.device), ("CPU threads", self.threads),
                               ("Context length", self.context), ("Memory for other conversations", self.cache)):
             widget.setAccessibleName(label)
@@ -114,11 +91,6 @@ class SettingsDialog(QDialog):
             n_threads=automatic(self.threads),
             context_length=automatic(self.context),
             state_cache_mb=self.cache.value(),
-            temperature=self.temperature.value(),
-            top_p=self.top_p.value(),
-            top_k=self.top_k.value(),
-            min_p=self.min_p.value(),
-            repeat_penalty=self.repeat_penalty.value(),
             seed=automatic(self.seed),
-            max_tokens=self.max_tokens.value(),
+            **self.sampling.values(),
         )

@@ -48,11 +48,11 @@ class ConversationListModel(QAbstractListModel):
             return None
         conversation = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return ("📌 " if conversation.pinned else "") + conversation.title
+            return ("★ " if conversation.pinned else "") + conversation.title  # a glyph every font has
         if role == Qt.ItemDataRole.EditRole:
             return conversation.title
         if role == Qt.ItemDataRole.ToolTipRole:
-            return conversation.title
+            return conversation.title + (" (pinned)" if conversation.pinned else "")
         if role == ID_ROLE:
             return conversation.id
         if role == PINNED_ROLE:

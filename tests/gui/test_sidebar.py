@@ -17,7 +17,7 @@ def test_conversation_model_passes_the_model_tester(qtmodeltester) -> None:
     model = ConversationListModel()
     model.set_conversations(conversations())
     qtmodeltester.check(model)
-    assert model.index(0).data() == "📌 Chat 0"
+    assert model.index(0).data() == "★ Chat 0"
     assert model.index(1).data(ID_ROLE) == "c1"
 
 
