@@ -2,7 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen python tests/benchmarks/stream_driver.py --home DIR --model PATH
 
-Sends a message, waits for the reply, sends the next, forever. For every chunk
+Starts a new chat, sends a message, waits for the reply, sends the next, forever. For every chunk
 of reply text it prints ``chunk <unix time> <message id> <characters so far>``
 (flushed at once), so the killer knows how much text existed when it struck.
 """
@@ -60,6 +60,7 @@ def main() -> None:
     reporter = Reporter(window)
     ui.worker_thread.worker.reply_chunk.connect(reporter.on_chunk)  # after the window's own slot
     counter = iter(range(10**9))
+    window.new_conversation()  # a fresh chat per run: prompts stay short, the database keeps growing
 
     def send_next() -> None:
         panel = window.panel
