@@ -65,6 +65,15 @@ class ModelRegistry:
             self._default_id = model.id
         self._save()
 
+    def remove(self, model_id: str) -> InstalledModel | None:
+        """Forget a model (its files are the caller's to delete); returns it, or None if unknown."""
+        model = self._models.pop(model_id, None)
+        if model is not None:
+            if self._default_id == model_id:
+                self._default_id = next(iter(self._models), None)
+            self._save()
+        return model
+
     def default(self) -> InstalledModel:
         """The model Hearth loads when the user has not picked one.
 

@@ -1,0 +1,77 @@
+"""The Hugging Face access token, kept only in the OS keyring (Keychain, Credential Manager, Secret Service).
+
+Never in a file, a log, the settings or the database, and never through
+``huggingface_hub.login()`` (which writes it to a plain-text file): callers
+pass it explicitly to each request. Without a usable keyring (a headless
+Linux with no Secret Service) the token lives in memory until Hearth quits,
+and ``problem`` says so.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+SERVICE = "Hearth"
+ACCOUNT = "huggingface-token"
+
+
+class TokenStore:
+    """Reads and writes the token through a keyring backend, falling back to memory.
+
+    Args:
+        backend: a ``keyring`` backend (default: the one keyring picks for this system).
+    """
+
+    def __init__(self, backend=None) -> None:
+        import keyring
+        from keyring.backends import fail
+
+        self._backend = backend if backend is not None else keyring.get_keyring()
+        self._memory: str | None = None
+        self.problem = ""
+        if isinstance(self._backend, fail.Keyring):
+            self._use_memory("No system keyring is available")
+
+    @property
+    def persistent(self) -> bool:
+        """True when the token is kept in the OS keyring (it survives a restart)."""
+        return not self.problem
+
+    def get(self) -> str | None:
+        """The saved token, or None."""
+        if self.problem:
+            return self._memory
+        try:
+            return self._backend.get_password(SERVICE, ACCOUNT)
+        except Exception as exc:  # noqa: BLE001 - any keyring failure: keep working from memory
+            self._use_memory(f"The system keyring failed ({type(exc).__name__})")
+            return self._memory
+
+    def set(self, token: str) -> None:
+        """Save ``token`` (stripped); an empty one clears it."""
+        token = token.strip()
+        if not token:
+            self.clear()
+            return
+        if not self.problem:
+            try:
+                self._backend.set_password(SERVICE, ACCOUNT, token)
+                return
+            except Exception as exc:  # noqa: BLE001
+                self._use_memory(f"The system keyring refused the token ({type(exc).__name__})")
+        self._memory = token
+
+    def clear(self) -> None:
+        """Forget the token."""
+        self._memory = None
+        if not self.problem:
+            try:
+                self._backend.delete_password(SERVICE, ACCOUNT)
+            except Exception as exc:  # noqa: BLE001 - nothing stored is fine
+                log.info("No token to delete from the keyring (%s)", type(exc).__name__)
+
+    def _use_memory(self, why: str) -> None:
+        log.warning("%s; the access token is kept in memory only", why)
+        self.problem = f"{why}: your access token is kept only until Hearth quits."
