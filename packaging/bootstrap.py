@@ -31,6 +31,8 @@ LLAMA_CPP_VERSION = "0.3.36"
 APP_REQUIREMENTS = REPO / "requirements.txt"
 TEST_REQUIREMENTS = REPO / "requirements-test.txt"
 MIN_PYTHON = (3, 10)
+# Debian packages the tests use: a real Secret Service (gnome-keyring on a private D-Bus) and secret-tool.
+TEST_SYSTEM_PACKAGES = {"gnome-keyring-daemon": "gnome-keyring", "dbus-daemon": "dbus", "secret-tool": "libsecret-tools"}
 
 
 def main() -> int:
@@ -44,6 +46,8 @@ def main() -> int:
         print(f"Hearth needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer; this is {platform.python_version()}.")
         return 1
     started = time.monotonic()
+    if args.action == "test":
+        ensure_system_packages(TEST_SYSTEM_PACKAGES)
     python = ensure_environment(with_tests=args.action == "test")
     say(f"Environment ready in {time.monotonic() - started:.1f} s.")
     if args.action == "install":
@@ -74,6 +78,24 @@ def ensure_environment(*, with_tests: bool) -> Path:
     same_app = stamp.get("app") == wanted["app"]
     STAMP.write_text(json.dumps({**(stamp if same_app else {}), **wanted}), encoding="utf-8")
     return python
+
+
+def ensure_system_packages(packages: dict[str, str]) -> None:
+    """Install missing Debian packages (command -> package) when apt and root are at hand; else say what is missing."""
+    import shutil
+
+    missing = sorted({package for command, package in packages.items() if shutil.which(command) is None})
+    if not missing:
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        say(f"Installing system packages for the tests: {', '.join(missing)} ...")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env,
+                          stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env, stdout=subprocess.DEVNULL)
+    else:
+        say(f"Keyring tests will be skipped: install {', '.join(missing)} (e.g. sudo apt-get install ...).")
 
 
 def llama_cpp_wheel(python: Path) -> Path:
