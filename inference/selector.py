@@ -16,6 +16,7 @@ The same estimate (:func:`estimate_memory`) serves the model manager's
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from inference.engine import ExecutionPlan
 from inference.errors import ModelTooLargeError
@@ -231,3 +232,50 @@ def _int(value: object, default: int) -> int:
 
 def _gb(size: int) -> str:
     return f"{size / GIB:.1f} GB" if size >= GIB / 10 else f"{size / (1 << 20):.0f} MB"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a model file will run here, before it is downloaded: "gpu", "cpu", "too_big" or "no_disk"."""
+
+    kind: str
+    sentence: str
+
+
+def estimated_info(*, file_size: int, parameters: int, architecture: str, context_length: int | None) -> GgufInfo:
+    """Header facts for a file not downloaded yet, from what the Hub says (size, parameters, architecture).
+
+    Layer and head counts are unknown before download, so the KV cache is
+    estimated from the parameter count (about 20 KB per token at 270 M
+    parameters, growing with its square root: ~100 KB at 7 B, ~330 KB at
+    70 B, close to real GQA models). The result goes through
+    :func:`select_plan` like a real header, so the verdict and the load agree.
+    """
+    per_token = int(20_000 * max(parameters / 0.27e9, 0.1) ** 0.5)
+    metadata = {
+        "general.architecture": architecture,
+        f"{architecture}.block_count": 1,
+        f"{architecture}.attention.head_count": 1,
+        f"{architecture}.attention.head_count_kv": 1,
+        f"{architecture}.attention.key_length": per_token // 4,
+        f"{architecture}.attention.value_length": per_token // 4,
+    }
+    if context_length:
+        metadata[f"{architecture}.context_length"] = context_length
+    return GgufInfo(path=Path("remote.gguf"), file_size=file_size, version=3, tensor_count=0, data_end=file_size,
+                    metadata=metadata, parameter_count=parameters)
+
+
+def download_verdict(hardware: Hardware, info: GgufInfo, prefs: Preferences, *, free_disk: int) -> Verdict:
+    """Fits on the GPU / runs on the CPU / too big / no room on disk, with why."""
+    if info.file_size > free_disk:
+        return Verdict("no_disk", f"Needs {_gb(info.file_size)} of disk space; {_gb(free_disk)} is free.")
+    try:
+        plan = select_plan(hardware, info, prefs)
+    except ModelTooLargeError as exc:
+        return Verdict("too_big", str(exc))
+    if plan.device != "CPU":
+        return Verdict("gpu", f"Fits on the {plan.gpu_name or plan.device} ({_gb(plan.memory_bytes)} with its "
+                              f"{plan.n_ctx:,}-token context).")
+    return Verdict("cpu", f"Runs on the CPU (about {_gb(plan.memory_bytes)} of memory at a {plan.n_ctx:,}-token "
+                          f"context).")

@@ -145,3 +145,29 @@ def test_cpu_fallback_says_what_failed() -> None:
     assert gpu_plan.device == "CUDA"
     plan = cpu_fallback(gpu_plan, hardware, big, "CUDA out of memory")
     assert plan.device == "CPU" and "loading on the CUDA failed (CUDA out of memory)" in plan.reason
+
+
+def remote(size_gb: float, params: float, architecture: str = "llama"):
+    from inference.selector import estimated_info
+
+    return estimated_info(file_size=int(size_gb * GIB), parameters=int(params), architecture=architecture,
+                          context_length=32768)
+
+
+def test_verdicts_before_download() -> None:
+    from inference.selector import download_verdict
+
+    laptop = machine(ram_gb=16)
+    assert download_verdict(laptop, remote(0.4, 0.5e9), Preferences(), free_disk=100 * GIB).kind == "cpu"
+    gpu_box = machine(ram_gb=32, gpus=[gpu(24, 22)])
+    verdict = download_verdict(gpu_box, remote(4.4, 8e9), Preferences(), free_disk=100 * GIB)
+    assert verdict.kind == "gpu" and "RTX 4090" in verdict.sentence
+    too_big = download_verdict(laptop, remote(40, 70e9), Preferences(), free_disk=100 * GIB)
+    assert too_big.kind == "too_big" and "needs about" in too_big.sentence
+    assert download_verdict(laptop, remote(4.4, 8e9), Preferences(), free_disk=GIB).kind == "no_disk"
+
+
+def test_the_kv_estimate_is_close_to_real_models() -> None:
+    # Llama 3 8B: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131 KB per token.
+    estimate = kv_cache_bytes(remote(4.4, 8e9), 1)
+    assert 80_000 < estimate < 180_000
