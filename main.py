@@ -85,14 +85,28 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result), flush=True)
         return 0 if result["ok"] else 1
 
-    from gui.app import run_app
+    from gui.app import ModelServices, run_app
+    from model_store.credentials import TokenStore
+    from model_store.downloads import ModelDownloader
+    from model_store.hub import DEFAULT_ENDPOINT, HubClient
 
+    endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
+    tokens = TokenStore()
+    registry = ModelRegistry(paths.registry_file)
+    models = ModelServices(
+        hub=HubClient(endpoint=endpoint, token=tokens.get),
+        downloader=ModelDownloader(paths.models_dir, registry, endpoint=endpoint, token=tokens.get),
+        registry=registry,
+        tokens=tokens,
+        models_dir=paths.models_dir,
+    )
     return run_app(
         choose_model=choose_model,
         probe_hardware=probe_hardware,
         settings=settings,
         conversations_file=paths.conversations_file,
         cache_dir=paths.cache_dir,
+        models=models,
     )
 
 

@@ -14,21 +14,38 @@ import psutil
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from gui.download_manager import DownloadManager
 from gui.inference_worker import InferenceWorker, WorkerThread
 from gui.main_window import MainWindow
+from gui.model_manager import ModelManager
 from gui.single_instance import SingleInstance
 from gui.theme import follow_system_theme
 from inference.errors import describe_error
 from inference.hardware import CpuFacts, Hardware
 from inference.session import ModelChoice
 from model_store.conversations import ConversationStore, ConversationStoreError
+from model_store.credentials import TokenStore
+from model_store.downloads import ModelDownloader
 from model_store.errors import DiskFullError
+from model_store.hub import HubClient
+from model_store.registry import ModelRegistry
 from model_store.settings import SettingsStore
 from model_store.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
 PURGE_DELETED_AFTER_S = 30 * 24 * 3600
+
+
+@dataclass
+class ModelServices:
+    """The model manager's parts, built in main.py."""
+
+    hub: HubClient
+    downloader: ModelDownloader
+    registry: ModelRegistry
+    tokens: TokenStore
+    models_dir: Path
 
 
 @dataclass
@@ -39,6 +56,7 @@ class Ui:
     worker_thread: WorkerThread
     store: ConversationStore
     writer: StoreWriter
+    downloads: DownloadManager | None = None
 
 
 def connect_worker(window: MainWindow, worker: InferenceWorker) -> None:
@@ -77,22 +95,33 @@ def build_ui(
     settings: SettingsStore,
     conversations_file: Path,
     cache_dir: Path | None = None,
+    models: ModelServices | None = None,
 ) -> Ui:
     """Create the window, its store and its inference thread, wired and started; the default model starts loading."""
     store = open_conversation_store(conversations_file)
     writer = StoreWriter(store.path, on_error=lambda exc: window.storage_failed.emit(describe_error(exc)))
     writer.submit("purge_deleted", PURGE_DELETED_AFTER_S)
     window = MainWindow(settings, CpuFacts.probe(), store, writer)
+    downloads = None
+    if models is not None:
+        downloads = DownloadManager(models.downloader)
+        window.set_model_manager(lambda: ModelManager(
+            hub=models.hub, downloads=downloads, registry=models.registry, tokens=models.tokens,
+            probe_hardware=probe_hardware, models_dir=models.models_dir, parent=window,
+        ))
+        downloads.resume_pending()
     worker_thread = WorkerThread(InferenceWorker(choose_model, probe_hardware, cache_dir))
     connect_worker(window, worker_thread.worker)
     worker_thread.start()
     window.load_model(None)
-    return Ui(window, worker_thread, store, writer)
+    return Ui(window, worker_thread, store, writer, downloads)
 
 
 def shut_down(ui: Ui) -> None:
     """Stop any reply, stop the inference thread and free the model, then finish saving."""
     ui.window.stop_reply()
+    if ui.downloads is not None:
+        ui.downloads.shutdown()  # partial files stay: the next start resumes them
     ui.worker_thread.stop()
     ui.writer.close()
     ui.store.close()
@@ -105,6 +134,7 @@ def run_app(
     settings: SettingsStore,
     conversations_file: Path,
     cache_dir: Path,
+    models: ModelServices | None = None,
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     app = QApplication.instance() or QApplication(sys.argv)
@@ -115,7 +145,7 @@ def run_app(
         return 0  # the running Hearth was asked to show its window
     follow_system_theme(app)
     ui = build_ui(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings,
-                  conversations_file=conversations_file, cache_dir=cache_dir)
+                  conversations_file=conversations_file, cache_dir=cache_dir, models=models)
     instance.activated.connect(ui.window.bring_to_front)
     app.aboutToQuit.connect(lambda: shut_down(ui))
     ui.window.show()

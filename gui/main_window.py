@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QDialog,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -63,6 +65,8 @@ class MainWindow(QMainWindow):
         self._model: ModelReady | None = None
         self._deleted_id: str | None = None
         self._notices_shown: list[str] = []
+        self._make_model_manager: Callable[[], QDialog] | None = None
+        self._model_manager: QDialog | None = None
 
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
@@ -190,6 +194,25 @@ class MainWindow(QMainWindow):
         self.open_conversation(conversation_id)
 
     # ------------------------------------------------------------------ model
+
+    def set_model_manager(self, make: Callable[[], QDialog]) -> None:
+        """How to build the model manager (it is created on first use and kept)."""
+        self._make_model_manager = make
+
+    @Slot()
+    def open_model_manager(self) -> None:
+        """Show the model manager: find, download, keep and pick models."""
+        if self._make_model_manager is None:
+            return
+        if self._model_manager is None:
+            self._model_manager = self._make_model_manager()
+            self._model_manager.use_requested.connect(self._use_installed_model)
+        self._model_manager.show()
+        self._model_manager.raise_()
+
+    @Slot(object)
+    def _use_installed_model(self, model) -> None:
+        self.load_model(ModelChoice(path=model.path, display_name=model.display_name, is_demo=model.is_demo))
 
     def load_model(self, choice: ModelChoice | None = None) -> None:
         """Ask the worker to load ``choice`` (None: the default model) with the current settings."""
@@ -383,6 +406,7 @@ class MainWindow(QMainWindow):
 
         file_menu = self.menuBar().addMenu("&File")
         action(file_menu, "&New chat", self.new_conversation, QKeySequence.StandardKey.New, "Ctrl+N")
+        action(file_menu, "&Models…", self.open_model_manager, "Ctrl+M")
         action(file_menu, "&Open model file…", self.open_model_file, QKeySequence.StandardKey.Open)
         file_menu.addSeparator()
         action(file_menu, "&Export conversation…", self.export_conversation, "Ctrl+Shift+S")

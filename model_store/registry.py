@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -31,6 +33,18 @@ class InstalledModel:
     size_bytes: int
     mtime_ns: int
     is_demo: bool = False
+
+    def files(self) -> list[Path]:
+        """The model's files on disk: all parts of a split model (``-00001-of-00003.gguf``…), else the one file."""
+        split = re.match(r"(?P<stem>.+)-00001-of-(?P<count>\d{5})\.gguf$", self.path.name)
+        if split:
+            return sorted(self.path.parent.glob(f"{glob.escape(split['stem'])}-*-of-{split['count']}.gguf"))
+        return [self.path] if self.path.exists() else []
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes the model's files take on disk."""
+        return sum(path.stat().st_size for path in self.files())
 
     def file_unchanged(self) -> bool:
         """True when the file still has the size and mtime it had when verified."""
