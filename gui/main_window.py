@@ -209,6 +209,8 @@ class MainWindow(QMainWindow):
             self._model_manager.use_requested.connect(self._use_installed_model)
         self._model_manager.show()
         self._model_manager.raise_()
+        self._model_manager.activateWindow()
+        self._model_manager.search_box.setFocus()
 
     @Slot(object)
     def _use_installed_model(self, model) -> None:
