@@ -272,7 +272,7 @@ class ModelManager(QDialog):
         template = "has a chat template" if info.chat_template else "no chat template"
         context = f"{info.context_length:,}" if info.context_length else "?"
         self.facts.setText(
-            f"{info.name}: {info.architecture}, {info.parameter_count / 1e9:.2f} B parameters, "
+            f"{info.name}: {info.architecture}, {info.parameter_count / 1e9:.2f} B parameters, {info.quantization}, "
             f"context {context} tokens, {template}."
         )
 

@@ -77,6 +77,16 @@ class GgufInfo:
         value = self.metadata.get("tokenizer.chat_template")
         return value if isinstance(value, str) and value.strip() else None
 
+    @property
+    def quantization(self) -> str:
+        """The file's quantization, e.g. ``Q4_K_M`` (from ``general.file_type``), or ``unknown``."""
+        from gguf.constants import LlamaFileType
+
+        try:
+            return LlamaFileType(self.metadata.get("general.file_type")).name.removeprefix("MOSTLY_")
+        except ValueError:
+            return "unknown"
+
     def arch_value(self, key: str) -> Any:
         """A value stored under ``<architecture>.<key>``, or None."""
         return self.metadata.get(f"{self.architecture}.{key}")

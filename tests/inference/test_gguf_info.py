@@ -19,6 +19,7 @@ def test_reads_facts_of_the_builtin_model(builtin_model_path: Path) -> None:
     assert info.chat_template is None
     assert info.data_end == info.file_size
     assert info.arch_value("block_count") == 18
+    assert info.quantization == "Q4_K_M"
     assert info.metadata["tokenizer.ggml.tokens"] == ArraySummary(element_type=8, length=262144)
     assert not looks_instruction_tuned(info)
 
