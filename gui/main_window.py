@@ -130,9 +130,20 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def refresh_sidebar(self) -> None:
-        """Reload the conversation list from the database."""
-        self._writer.flush(2.0)
-        self.sidebar.show_conversations(self._store.conversations(), self.panel.session.conversation_id)
+        """Reload the conversation list, with the open conversation as the newest.
+
+        It does not wait for queued writes (that would block on the disk): the
+        open conversation, which may not be written yet, comes from memory.
+        """
+        listed = self._store.conversations()
+        current = self.panel.session.conversation
+        if current is not None:
+            stored = current  # memory is ahead of the queued writes
+            others = [c for c in listed if c.id != current.id]
+            pinned = [c for c in others if c.pinned]
+            listed = [stored, *pinned] if stored.pinned else [*pinned, stored]
+            listed += [c for c in others if not c.pinned]
+        self.sidebar.show_conversations(listed, self.panel.session.conversation_id)
 
     @Slot()
     def open_conversation_settings(self) -> None:
@@ -353,6 +364,9 @@ class MainWindow(QMainWindow):
     @Slot(str, bool)
     def _pin(self, conversation_id: str, pinned: bool) -> None:
         self._writer.submit("set_pinned", conversation_id, pinned)
+        session = self.panel.session
+        if session.conversation_id == conversation_id:
+            session.conversation = replace(session.conversation, pinned=pinned)
         self.refresh_sidebar()
 
     @Slot(str)
@@ -381,7 +395,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _search(self, text: str) -> None:
-        self._writer.flush(2.0)
+        self._writer.flush(0.5)  # usually instant; never hold the window long for the newest words
         self.sidebar.show_hits(self._store.search(text))
 
     def _wire_sidebar(self) -> None:
