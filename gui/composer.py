@@ -37,4 +37,6 @@ class Composer(QPlainTextEdit):
         lines = max(1, min(8, round(self.document().size().height())))
         line_height = self.fontMetrics().lineSpacing()
         margins = self.contentsMargins().top() + self.contentsMargins().bottom()
-        self.setFixedHeight(lines * line_height + margins + 2 * int(self.document().documentMargin()) + 4)
+        height = lines * line_height + margins + 2 * int(self.document().documentMargin()) + 4
+        if (self.minimumHeight(), self.maximumHeight()) != (height, height):
+            self.setFixedHeight(height)

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import QApplication
 
 from gui.app import build_ui, shut_down
 from gui.inference_worker import InferenceWorker
@@ -68,13 +69,17 @@ class WorkerEvents(QObject):
 
 @pytest.fixture
 def chat(qtbot, builtin_model_path: Path, app_paths: AppPaths):
-    """The real window with the built-in model loading; a heartbeat runs from before the load."""
-    heartbeat = Heartbeat()
+    """The real window with the built-in model loading in the background.
 
+    The heartbeat starts once the window is built and shown (building it is
+    synchronous by nature, before anything is on screen) and runs through the
+    model load and every reply.
+    """
     def choose() -> ModelChoice:
         return ModelChoice(path=builtin_model_path, display_name="Gemma 3 270M (demo)", is_demo=True)
 
     ui = open_window(qtbot, choose, app_paths)
+    heartbeat = Heartbeat()
     events = WorkerEvents(ui.worker_thread.worker)
     qtbot.waitUntil(ui.window.panel.send_button.isEnabled, timeout=60_000)
     yield ui.window, events, heartbeat
@@ -96,8 +101,19 @@ def open_window(qtbot, choose, app_paths: AppPaths):
     return ui
 
 
+def type_text(qtbot, widget, text: str) -> None:
+    """Type like a person: the event loop runs between keystrokes.
+
+    (``qtbot.keyClicks`` sends every key in one go, which blocks the loop the
+    heartbeat measures for as long as the typing takes.)
+    """
+    for character in text:
+        qtbot.keyClicks(widget, character)
+        QApplication.processEvents()
+
+
 def send(qtbot, window: MainWindow, text: str) -> None:
-    qtbot.keyClicks(window.panel.composer, text)
+    type_text(qtbot, window.panel.composer, text)
     qtbot.keyClick(window.panel.composer, Qt.Key.Key_Return)
 
 
@@ -162,9 +178,9 @@ def test_stop_ends_a_long_reply_quickly(qtbot, chat) -> None:
 
 def test_shift_enter_adds_a_line_instead_of_sending(qtbot, chat) -> None:
     window, *_ = chat
-    qtbot.keyClicks(window.panel.composer, "first line")
+    type_text(qtbot, window.panel.composer, "first line")
     qtbot.keyClick(window.panel.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
-    qtbot.keyClicks(window.panel.composer, "second line")
+    type_text(qtbot, window.panel.composer, "second line")
     assert window.panel.composer.toPlainText() == "first line\nsecond line"
     assert branch(window) == []
 
