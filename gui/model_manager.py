@@ -295,11 +295,14 @@ class ModelManager(QDialog):
         if model is None or model.is_demo:
             self.installed_status.setText("The built-in demo model cannot be deleted." if model else "")
             return
-        answer = QMessageBox.question(self, "Delete model", f"Delete {model.display_name} from this computer?")
+        owned = model.path.is_relative_to(self._models_dir.resolve())  # imported files stay where the user keeps them
+        question = (f"Delete {model.display_name} from this computer?" if owned else
+                    f"Remove {model.display_name} from Hearth? The file stays at {model.path}.")
+        answer = QMessageBox.question(self, "Delete model", question)
         if answer != QMessageBox.StandardButton.Yes:
             return
         self._registry.remove(model.id)
-        if model.path.is_relative_to(self._models_dir.resolve()):  # imported files stay where the user keeps them
+        if owned:
             for part in model.files():
                 part.unlink(missing_ok=True)
         self.refresh_installed()
