@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -56,37 +57,47 @@ class InstalledModel:
 
 
 class ModelRegistry:
-    """Installed models, persisted to ``registry_file`` after every change."""
+    """Installed models, persisted to ``registry_file`` after every change.
+
+    Safe to share between threads (the window and background downloads): each
+    change and its save happen under one lock, so the file always holds every
+    change, in order.
+    """
 
     def __init__(self, registry_file: Path) -> None:
         self._file = registry_file
+        self._lock = threading.RLock()
         self._models: dict[str, InstalledModel] = {}
         self._default_id: str | None = None
         self._load()
 
     def get(self, model_id: str) -> InstalledModel | None:
         """The model with this id, or None."""
-        return self._models.get(model_id)
+        with self._lock:
+            return self._models.get(model_id)
 
     def all(self) -> list[InstalledModel]:
         """Every installed model, in the order they were added."""
-        return list(self._models.values())
+        with self._lock:
+            return list(self._models.values())
 
     def add(self, model: InstalledModel, *, make_default: bool = False) -> None:
         """Add or replace a model; it becomes the default if asked or if there is none."""
-        self._models[model.id] = model
-        if make_default or self._default_id not in self._models:
-            self._default_id = model.id
-        self._save()
+        with self._lock:
+            self._models[model.id] = model
+            if make_default or self._default_id not in self._models:
+                self._default_id = model.id
+            self._save()
 
     def remove(self, model_id: str) -> InstalledModel | None:
         """Forget a model (its files are the caller's to delete); returns it, or None if unknown."""
-        model = self._models.pop(model_id, None)
-        if model is not None:
-            if self._default_id == model_id:
-                self._default_id = next(iter(self._models), None)
-            self._save()
-        return model
+        with self._lock:
+            model = self._models.pop(model_id, None)
+            if model is not None:
+                if self._default_id == model_id:
+                    self._default_id = next(iter(self._models), None)
+                self._save()
+            return model
 
     def default(self) -> InstalledModel:
         """The model Hearth loads when the user has not picked one.
@@ -94,8 +105,9 @@ class ModelRegistry:
         Raises:
             ModelNotInstalledError: no model is installed.
         """
-        if self._default_id in self._models:
-            return self._models[self._default_id]
+        with self._lock:
+            if self._default_id in self._models:
+                return self._models[self._default_id]
         raise ModelNotInstalledError("No model is installed yet.")
 
     def _load(self) -> None:
