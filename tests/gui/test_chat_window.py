@@ -112,6 +112,11 @@ def type_text(qtbot, widget, text: str) -> None:
         QApplication.processEvents()
 
 
+def assert_no_stall(heartbeat: Heartbeat) -> None:
+    worst = sorted(heartbeat.lateness_ms)[-5:]
+    assert worst[-1] < MAX_UI_STALL_MS, f"the GUI thread stalled; the latest ticks (ms): {worst}"
+
+
 def send(qtbot, window: MainWindow, text: str) -> None:
     type_text(qtbot, window.panel.composer, text)
     qtbot.keyClick(window.panel.composer, Qt.Key.Key_Return)
@@ -173,7 +178,7 @@ def test_stop_ends_a_long_reply_quickly(qtbot, chat) -> None:
         window.apply_settings(replace(window._settings, temperature=0.7, seed=7, max_tokens=32))
         send(qtbot, window, "Thanks. What is two plus two?")
     assert [role for role, _ in branch(window)] == ["user", "assistant", "user", "assistant"]
-    assert max(heartbeat.lateness_ms) < MAX_UI_STALL_MS
+    assert_no_stall(heartbeat)
 
 
 def test_shift_enter_adds_a_line_instead_of_sending(qtbot, chat) -> None:
@@ -227,7 +232,7 @@ def test_the_window_survives_the_engine_being_killed_mid_reply(qtbot, chat) -> N
         send(qtbot, window, "Are you back?")
     assert branch(window)[-2] == ("user", "Are you back?")
     assert branch(window)[-1][0] == "assistant"
-    assert max(heartbeat.lateness_ms) < MAX_UI_STALL_MS
+    assert_no_stall(heartbeat)
 
 
 def test_conversations_are_saved_listed_searched_and_reopened(qtbot, builtin_model_path: Path,
