@@ -9,8 +9,8 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 DEMO_NOTICE_TEXT = (
     "<b>You are chatting with Hearth's built-in demo model.</b> Gemma 3 270M is tiny and "
     "not instruction-tuned, so its answers are short and often wrong. It ships with Hearth "
-    "so that everything works offline from the first launch. For real conversations, open "
-    "a larger chat model with <i>File › Open model file…</i> (a GGUF file)."
+    "so that everything works offline from the first launch. For real conversations, get a "
+    "chat model with <i>File › Models…</i> (Ctrl+M), which shows what fits this computer."
 )
 
 
