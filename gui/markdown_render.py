@@ -182,9 +182,9 @@ class MarkdownRenderer:
         self._md.renderer.rules["code_block"] = self._code_block
         self._md.renderer.rules["image"] = self._image
         self._md.renderer.rules["table_open"] = lambda *_: '<table border="1" cellspacing="0" cellpadding="4">\n'
-        # markdown-it compiles its rule chains on first use (~50 ms, several
-        # times that on a busy machine): pay it here, before the window shows,
-        # rather than when the first message is sent.
+        # markdown-it compiles its rule chains on first use (a few ms here,
+        # far more on a busy machine): pay it before the window shows rather
+        # than when the first message is sent.
         self._md.render("*warm* `up`\n\n| a |\n|---|\n| ~~b~~ |")
 
     def render_block(self, block: str, *, code_anchor: str | None = None) -> str:
