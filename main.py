@@ -92,6 +92,7 @@ def main(argv: list[str]) -> int:
 
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
     tokens = TokenStore()
+    tokens.preload()  # keyring takes ~0.3 s to import and probe: not on the way to the window
     registry = ModelRegistry(paths.registry_file)
     models = ModelServices(
         hub=HubClient(endpoint=endpoint, token=tokens.get),

@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_store.checksums import sha256_of_file
 from model_store.errors import BuiltinModelError, DiskFullError
 from model_store.registry import InstalledModel, ModelRegistry
 
@@ -78,7 +79,7 @@ def ensure_builtin_model(registry: ModelRegistry, models_dir: Path, chunks: Mode
         return registered
 
     target = models_dir / "builtin" / chunks.file_name
-    if target.exists() and _sha256_of(target) == chunks.sha256:
+    if target.exists() and sha256_of_file(target) == chunks.sha256:
         log.info("Built-in model file already present at %s; registering it", target)
     else:
         _assemble(chunks, target)
@@ -133,10 +134,3 @@ def _assemble(chunks: ModelChunks, target: Path) -> None:
         )
     os.replace(partial, target)
 
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(_COPY_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,6 +10,7 @@ and ``problem`` says so.
 from __future__ import annotations
 
 import logging
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -20,19 +21,30 @@ ACCOUNT = "huggingface-token"
 class TokenStore:
     """Reads and writes the token through a keyring backend, falling back to memory.
 
+    Importing keyring and finding this system's backend takes ~0.3 s, so it
+    happens on first use (or on a thread, through :meth:`preload`), not on
+    Hearth's start-up path.
+
     Args:
         backend: a ``keyring`` backend (default: the one keyring picks for this system).
     """
 
     def __init__(self, backend=None) -> None:
-        import keyring
-        from keyring.backends import fail
-
-        self._backend = backend if backend is not None else keyring.get_keyring()
+        self._backend = backend
+        self._checked = False
+        self._lock = threading.Lock()
         self._memory: str | None = None
-        self.problem = ""
-        if isinstance(self._backend, fail.Keyring):
-            self._use_memory("No system keyring is available")
+        self._problem = ""
+
+    def preload(self) -> None:
+        """Find the keyring backend on a background thread now, so the first use does not wait for it."""
+        threading.Thread(target=self._keyring, name="keyring", daemon=True).start()
+
+    @property
+    def problem(self) -> str:
+        """Why the token is kept in memory only, or "" when the keyring works."""
+        self._keyring()
+        return self._problem
 
     @property
     def persistent(self) -> bool:
@@ -41,10 +53,11 @@ class TokenStore:
 
     def get(self) -> str | None:
         """The saved token, or None."""
-        if self.problem:
+        backend = self._keyring()
+        if self._problem:
             return self._memory
         try:
-            return self._backend.get_password(SERVICE, ACCOUNT)
+            return backend.get_password(SERVICE, ACCOUNT)
         except Exception as exc:  # noqa: BLE001 - any keyring failure: keep working from memory
             self._use_memory(f"The system keyring failed ({type(exc).__name__})")
             return self._memory
@@ -55,9 +68,10 @@ class TokenStore:
         if not token:
             self.clear()
             return
-        if not self.problem:
+        backend = self._keyring()
+        if not self._problem:
             try:
-                self._backend.set_password(SERVICE, ACCOUNT, token)
+                backend.set_password(SERVICE, ACCOUNT, token)
                 return
             except Exception as exc:  # noqa: BLE001
                 self._use_memory(f"The system keyring refused the token ({type(exc).__name__})")
@@ -66,12 +80,27 @@ class TokenStore:
     def clear(self) -> None:
         """Forget the token."""
         self._memory = None
-        if not self.problem:
+        backend = self._keyring()
+        if not self._problem:
             try:
-                self._backend.delete_password(SERVICE, ACCOUNT)
+                backend.delete_password(SERVICE, ACCOUNT)
             except Exception as exc:  # noqa: BLE001 - nothing stored is fine
                 log.info("No token to delete from the keyring (%s)", type(exc).__name__)
 
+    def _keyring(self):
+        """The backend, found once (thread-safe); a missing keyring switches to memory."""
+        with self._lock:
+            if not self._checked:
+                import keyring
+                from keyring.backends import fail
+
+                if self._backend is None:
+                    self._backend = keyring.get_keyring()
+                if isinstance(self._backend, fail.Keyring):
+                    self._use_memory("No system keyring is available")
+                self._checked = True
+            return self._backend
+
     def _use_memory(self, why: str) -> None:
         log.warning("%s; the access token is kept in memory only", why)
-        self.problem = f"{why}: your access token is kept only until Hearth quits."
+        self._problem = f"{why}: your access token is kept only until Hearth quits."

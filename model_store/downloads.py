@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
+from model_store.checksums import sha256_of_file
 from model_store.errors import DiskFullError, ModelStoreError
-from model_store.hub import ModelOption, RemoteFile
+from model_store.hub import ModelOption, RemoteFile, is_network_error
 from model_store.registry import InstalledModel, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class ModelDownloader:
              "parts": [asdict(part) for part in option.parts]}), encoding="utf-8")
         meter = _Meter(option.size, progress)
         for remote, path in zip(option.parts, paths):
-            if path.exists() and path.stat().st_size == remote.size and _sha256(path) == remote.sha256:
+            if path.exists() and path.stat().st_size == remote.size and sha256_of_file(path) == remote.sha256:
                 meter.add(remote.size)  # already finished by an earlier run
                 continue
             self._download_part(option, remote, path, meter, cancel)
@@ -250,16 +251,12 @@ class ModelDownloader:
                         out.write(block)
                         digest.update(block)
                         meter.add(len(block))
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise DiskFullError(f"The disk filled up while downloading {remote.name}.") from exc
-            if not _is_network_error(exc):
-                raise
-            log.warning("Download of %s broke off: %s", remote.name, exc)
+        except (DownloadError, DiskFullError):
+            raise
         except Exception as exc:  # noqa: BLE001 - network errors from the HTTP client; retried from the offset
-            if isinstance(exc, (DownloadError, DiskFullError)):
-                raise
-            if not _is_network_error(exc):
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise DiskFullError(f"The disk filled up while downloading {remote.name}.") from exc
+            if not is_network_error(exc):
                 raise
             log.warning("Download of %s broke off: %s", remote.name, exc)
         return digest
@@ -324,21 +321,8 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _range_start(response) -> int | None:
     """The first byte a 206 answer covers, from ``Content-Range: bytes START-END/SIZE``."""
     match = re.match(r"bytes (\d+)-\d+/\d+", response.headers.get("Content-Range", ""))
     return int(match.group(1)) if match else None
 
-
-def _is_network_error(error: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"TransportError", "NetworkError", "RemoteProtocolError", "ReadError", "ReadTimeout",
-                         "ConnectError", "TimeoutException", "ConnectionError"})

@@ -7,7 +7,8 @@ a plain-text file). Hub errors become sentences that say what to do.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,40 +175,35 @@ class HubClient:
         return HfApi(endpoint=self.endpoint)
 
 
-class _translated_errors:  # noqa: N801 - used as a context manager, reads like one
+@contextmanager
+def _translated_errors(repo_id: str | None, has_token: bool = False) -> Iterator[None]:
     """Turn huggingface_hub and network errors into HubError sentences."""
+    from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-    def __init__(self, repo_id: str | None, has_token: bool = False) -> None:
-        self._repo_id = repo_id
-        self._has_token = has_token
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, _trace) -> bool:
-        if error is None or isinstance(error, HubError):
-            return False
-        from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
-
-        repo = self._repo_id or "this repository"
-        if isinstance(error, GatedRepoError):
-            if self._has_token:
-                raise GatedModelError(
-                    f"{repo} is gated and your token has no access yet: open https://huggingface.co/{repo}, "
-                    "accept its licence while logged in, then try again."
-                ) from error
+    repo = repo_id or "this repository"
+    try:
+        yield
+    except HubError:
+        raise
+    except GatedRepoError as error:
+        if has_token:
             raise GatedModelError(
-                f"{repo} is gated: accept its licence at https://huggingface.co/{repo}, then add a Hugging Face "
-                "access token in Hearth (Models › Access token)."
+                f"{repo} is gated and your token has no access yet: open https://huggingface.co/{repo}, "
+                "accept its licence while logged in, then try again."
             ) from error
-        if isinstance(error, RepositoryNotFoundError):
-            raise HubError(f"{repo} was not found on the Hub (if it is private, add an access token).") from error
-        if isinstance(error, OfflineModeIsEnabled) or _is_connection_error(error):
+        raise GatedModelError(
+            f"{repo} is gated: accept its licence at https://huggingface.co/{repo}, then add a Hugging Face "
+            "access token in Hearth (Models › Access token)."
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise HubError(f"{repo} was not found on the Hub (if it is private, add an access token).") from error
+    except Exception as error:  # noqa: BLE001 - whatever else the Hub or the network raised, as a sentence
+        if isinstance(error, (OfflineModeIsEnabled, OSError)) or is_network_error(error):
             raise HubUnreachableError(UNREACHABLE) from error
         raise HubError(f"The Hub answered with an error: {error}") from error
 
 
-def _is_connection_error(error: BaseException) -> bool:
+def is_network_error(error: BaseException) -> bool:
+    """True for a failed or broken connection (the HTTP client's transport errors, ``ConnectionError``)."""
     names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"ConnectError", "ConnectTimeout", "ConnectionError", "NetworkError", "ReadTimeout",
-                         "TimeoutException", "RemoteProtocolError"}) or isinstance(error, OSError)
+    return bool(names & {"TransportError", "ConnectionError"})

@@ -41,7 +41,7 @@ def test_second_launch_neither_copies_nor_hashes(app_paths: AppPaths, monkeypatc
         raise AssertionError("the built-in model was copied or hashed again")
 
     monkeypatch.setattr("model_store.builtin_model._assemble", forbidden)
-    monkeypatch.setattr("model_store.builtin_model._sha256_of", forbidden)
+    monkeypatch.setattr("model_store.builtin_model.sha256_of_file", forbidden)
     second = ensure_builtin_model(ModelRegistry(app_paths.registry_file), app_paths.models_dir, chunks)
     assert second == first
     assert second.path.stat().st_mtime_ns == mtime
