@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from inference.execution import CpuFacts
+    from inference.hardware import CpuFacts
     from inference.gguf_info import read_gguf_info
 
     with tempfile.TemporaryDirectory() as tmp:
