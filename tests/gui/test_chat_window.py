@@ -217,7 +217,9 @@ def test_the_window_survives_the_engine_being_killed_mid_reply(qtbot, chat) -> N
     with qtbot.waitSignal(events.reply_chunk, timeout=60_000):
         send(qtbot, window, "Tell me a story about a lighthouse keeper.")
     os.kill(events.engine_pid(), signal.SIGKILL)
-    qtbot.waitUntil(lambda: window.panel.active is None, timeout=30_000)
+    # The reply fails first, then the worker reports the stopped engine: wait for both to reach the window.
+    qtbot.waitUntil(lambda: window.panel.active is None
+                    and "Your conversation is kept" in window.panel.chat_view.toPlainText(), timeout=30_000)
     transcript = window.panel.chat_view.toPlainText()
     assert "[Interrupted]" in transcript
     assert "The engine stopped: it was killed (SIGKILL)" in transcript
