@@ -112,4 +112,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # In the frozen app the engine's spawned process starts this same executable: let it become the engine.
+    import multiprocessing
+
+    multiprocessing.freeze_support()
     sys.exit(main(sys.argv[1:]))
