@@ -1,17 +1,37 @@
-"""The user's settings: typed, versioned, stored as JSON. Secrets never go here."""
+"""The user's settings: typed, versioned, stored as JSON. Secrets never go here.
+
+Each version change has a migration in ``MIGRATIONS`` that turns a file of
+the previous version into the next; unknown keys are ignored.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from model_store.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
 
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2
+
+
+@dataclass(frozen=True)
+class MeasuredThreads:
+    """The thread count Hearth chose for one model on one CPU, with the decode speed it measured.
+
+    ``model`` is the file's name and ``model_size`` its size in bytes: a
+    figure holds for that file only.
+    """
+
+    threads: int
+    tokens_per_s: float
+    model: str
+    model_size: int
 
 
 @dataclass
@@ -19,7 +39,8 @@ class Settings:
     """Everything the user can set. Unknown keys in the file are ignored.
 
     ``None`` means "let Hearth choose". ``measured_threads`` maps a CPU
-    signature to the thread count measured fastest on it.
+    signature, then a model (``inference.thread_tuning.measurement_key``),
+    to the thread count chosen for it from measurements.
     """
 
     version: int = SETTINGS_VERSION
@@ -29,7 +50,7 @@ class Settings:
     n_threads: int | None = None
     context_length: int | None = None
     state_cache_mb: int = 1024
-    measured_threads: dict[str, int] = field(default_factory=dict)
+    measured_threads: dict[str, dict[str, MeasuredThreads]] = field(default_factory=dict)
     # How replies are sampled.
     temperature: float = 0.7
     top_p: float = 0.95
@@ -40,6 +61,32 @@ class Settings:
     max_tokens: int = 1024
 
 
+def _v1_to_v2(data: dict[str, Any]) -> None:
+    # Version 1 stored a bare thread count per CPU from one round measured while the
+    # user waited, often while another program was busy: it could keep 1 thread for good.
+    if data.pop("measured_threads", None):
+        log.info("Dropped thread counts measured by an older Hearth; they are measured again in the background")
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], None]] = {1: _v1_to_v2}  # from version N to N + 1
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a settings file's contents from its version to :data:`SETTINGS_VERSION`.
+
+    A file without a version is version 1; a file from a newer Hearth is left as it is.
+    """
+    data = dict(data)
+    version = data.get("version", 1)
+    if not isinstance(version, int) or version < 1:
+        version = 1
+    while version < SETTINGS_VERSION:
+        MIGRATIONS[version](data)
+        version += 1
+        data["version"] = version
+    return data
+
+
 class SettingsStore:
     """Loads and saves :class:`Settings` in one JSON file."""
 
@@ -47,7 +94,7 @@ class SettingsStore:
         self._file = settings_file
 
     def load(self) -> Settings:
-        """The saved settings, or the defaults when the file is missing or unreadable."""
+        """The saved settings (migrated to this version), or the defaults when the file is missing or unreadable."""
         try:
             data = json.loads(self._file.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -58,6 +105,7 @@ class SettingsStore:
         if not isinstance(data, dict):
             log.warning("Settings file %s holds no settings; using defaults", self._file)
             return Settings()
+        data = migrate(data)
         defaults = Settings()
         values = {}
         for item in fields(Settings):
@@ -69,8 +117,30 @@ class SettingsStore:
                     log.warning("Setting %s has an invalid value; using the default", item.name)
                     value = default
             values[item.name] = value
+        values["measured_threads"] = _measured_threads(values["measured_threads"])
         return Settings(**values)
 
     def save(self, settings: Settings) -> None:
         """Write the settings atomically."""
         write_text_atomically(self._file, json.dumps(asdict(settings), indent=2))
+
+
+def _measured_threads(data: dict) -> dict[str, dict[str, MeasuredThreads]]:
+    """The stored measurements; a damaged entry is left out (it is measured again)."""
+    result: dict[str, dict[str, MeasuredThreads]] = {}
+    for cpu, models in data.items():
+        if not isinstance(models, dict):
+            log.warning("Measured threads for %s are invalid; measuring again", cpu)
+            continue
+        for model, entry in models.items():
+            try:
+                measured = MeasuredThreads(
+                    threads=int(entry["threads"]), tokens_per_s=float(entry["tokens_per_s"]),
+                    model=str(entry["model"]), model_size=int(entry["model_size"]),
+                )
+            except (TypeError, KeyError, ValueError):
+                log.warning("Measured threads for %s on %s are invalid; measuring again", model, cpu)
+                continue
+            if measured.threads >= 1 and measured.tokens_per_s > 0:
+                result.setdefault(cpu, {})[model] = measured
+    return result

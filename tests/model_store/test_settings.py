@@ -1,9 +1,11 @@
-"""Settings survive a restart, and a damaged file falls back to defaults."""
+"""Settings survive a restart, a damaged file falls back to defaults, and older files are migrated."""
 
 from __future__ import annotations
 
+import json
+
 from model_store.paths import AppPaths
-from model_store.settings import Settings, SettingsStore
+from model_store.settings import SETTINGS_VERSION, MeasuredThreads, Settings, SettingsStore, migrate
 
 
 def test_settings_round_trip(app_paths: AppPaths) -> None:
@@ -18,3 +20,40 @@ def test_damaged_or_newer_settings_file(app_paths: AppPaths) -> None:
     assert SettingsStore(app_paths.settings_file).load() == Settings()
     app_paths.settings_file.write_text('{"demo_notice_dismissed": true, "from_the_future": 1}', encoding="utf-8")
     assert SettingsStore(app_paths.settings_file).load().demo_notice_dismissed is True
+
+
+def test_version_1_settings_lose_their_measured_threads_and_keep_everything_else(app_paths: AppPaths) -> None:
+    # What Hearth 1 wrote after measuring 1 thread on a busy 2-core machine (issue 8).
+    version_1 = {
+        "version": 1, "demo_notice_dismissed": True, "device": "cpu", "n_threads": None, "context_length": 8192,
+        "state_cache_mb": 512, "measured_threads": {"2c2t-avx2,avx512f": 1}, "temperature": 0.3, "top_p": 0.9,
+        "top_k": 20, "min_p": 0.1, "repeat_penalty": 1.2, "seed": 5, "max_tokens": 300,
+    }
+    app_paths.settings_file.write_text(json.dumps(version_1), encoding="utf-8")
+    settings = SettingsStore(app_paths.settings_file).load()
+    assert settings.version == SETTINGS_VERSION == 2
+    assert settings.measured_threads == {}
+    kept = {key: value for key, value in version_1.items() if key not in ("version", "measured_threads")}
+    assert {key: getattr(settings, key) for key in kept} == kept
+
+
+def test_a_file_without_a_version_is_migrated_as_version_1() -> None:
+    assert migrate({"measured_threads": {"4c8t-avx2": 3}, "top_k": 7}) == {"version": 2, "top_k": 7}
+
+
+def test_measured_threads_are_stored_with_their_speed_and_model(app_paths: AppPaths) -> None:
+    store = SettingsStore(app_paths.settings_file)
+    measured = MeasuredThreads(threads=2, tokens_per_s=31.5, model="gemma-3-270m-it-Q4_K_M.gguf",
+                               model_size=253_000_000)
+    store.save(Settings(measured_threads={"2c2t-avx2": {"gemma-3-270m-it-Q4_K_M.gguf:253000000": measured}}))
+    assert SettingsStore(app_paths.settings_file).load().measured_threads == {
+        "2c2t-avx2": {"gemma-3-270m-it-Q4_K_M.gguf:253000000": measured}}
+
+
+def test_a_damaged_measurement_is_left_out(app_paths: AppPaths) -> None:
+    good = {"threads": 4, "tokens_per_s": 20.0, "model": "a.gguf", "model_size": 10}
+    app_paths.settings_file.write_text(json.dumps({"version": 2, "measured_threads": {
+        "4c8t-avx2": {"a.gguf:10": good, "b.gguf:5": {"threads": "many"}, "c.gguf:1": 3}, "8c8t-": 7,
+    }}), encoding="utf-8")
+    assert SettingsStore(app_paths.settings_file).load().measured_threads == {
+        "4c8t-avx2": {"a.gguf:10": MeasuredThreads(**good)}}
