@@ -53,8 +53,12 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
                 engine = None
                 _send_error(conn, None, exc)
         elif kind == "tune_threads":
+            # ("tune_threads", candidates, then_use): measure, then run with then_use; cancel stops it early.
             try:
-                conn.send(("tuned", engine.tune_threads(message[1])))
+                if engine is None:
+                    raise RuntimeError("no model is loaded")
+                then_use = message[2] if len(message) > 2 else None
+                conn.send(("tuned", engine.tune_threads(message[1], then_use=then_use, cancel=cancel)))
             except Exception as exc:  # noqa: BLE001
                 _send_error(conn, None, exc)
         elif kind == "chat":

@@ -124,32 +124,60 @@ class LlamaCppEngine:
             engine=self, prompt_tokens=prompt_tokens, params=params, limits=limits, dropped_messages=dropped
         )
 
-    def tune_threads(self, candidates: Sequence[int], *, tokens: int = 16, rounds: int = 2) -> dict[int, float]:
-        """Measure decode tokens/s for each thread count and keep the fastest.
+    def tune_threads(
+        self,
+        candidates: Sequence[int],
+        *,
+        tokens: int = 16,
+        then_use: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict[int, float]:
+        """Measure greedy decode tokens/s at each thread count in turn, then run with ``then_use``.
 
-        Returns the best speed seen for each candidate. The KV cache is
-        cleared: call this right after loading.
+        ``then_use`` defaults to the plan's count: measuring changes nothing
+        by itself (the caller decides from several rounds); with no
+        candidates the call only switches to ``then_use``. Once ``cancel`` is
+        set (a reply is waiting) it stops within a token and leaves the count
+        it was measuring out of the result. The open conversation's KV state
+        is kept in the state cache, so its next reply does not start over.
+
+        Returns tokens/s for each count measured to the end.
         """
         llama = self._llama
-        prompt = llama.tokenize(b"Once upon a time, in a small village by the sea,", add_bos=True, special=False)
+        if llama is None:
+            raise GenerationError("No model is loaded.")
         speeds: dict[int, float] = {}
-        for _ in range(rounds):
-            for threads in candidates:
-                llama_cpp.llama_set_n_threads(llama._ctx.ctx, threads, threads)
-                llama.reset()
-                generated = llama.generate(prompt, temp=0.0)
+        if candidates:
+            current = llama.input_ids[: llama.n_tokens].tolist()
+            if self._states.capacity_bytes and len(current) > SAVE_STATE_MIN_DISCARD:
+                self._save_state(current)
+            prompt = llama.tokenize(b"Once upon a time, in a small village by the sea,", add_bos=True, special=False)
+        for threads in candidates:
+            if cancel is not None and cancel.is_set():
+                break
+            llama_cpp.llama_set_n_threads(llama._ctx.ctx, threads, threads)
+            llama.reset()
+            generated = llama.generate(prompt, temp=0.0)
+            try:
                 next(generated)  # the first token includes the prompt: not decode speed
                 started = time.perf_counter()
-                for _, _token in zip(range(tokens), generated):
-                    pass
-                speed = tokens / (time.perf_counter() - started)
+                decoded = 0
+                for _token in generated:
+                    decoded += 1
+                    if decoded == tokens or (cancel is not None and cancel.is_set()):
+                        break
+                elapsed = time.perf_counter() - started
+            finally:
                 generated.close()
-                speeds[threads] = max(speed, speeds.get(threads, 0.0))
-        best = max(speeds, key=speeds.__getitem__)
-        llama_cpp.llama_set_n_threads(llama._ctx.ctx, best, best)
-        llama.reset()
-        self.plan = replace(self.plan, n_threads=best)
-        log.info("Thread tuning: %s tokens/s -> %d threads", {k: round(v, 1) for k, v in speeds.items()}, best)
+            if decoded == tokens:
+                speeds[threads] = tokens / elapsed
+        use = then_use or self.plan.n_threads
+        llama_cpp.llama_set_n_threads(llama._ctx.ctx, use, use)
+        if candidates:
+            llama.reset()
+        self.plan = replace(self.plan, n_threads=use)
+        log.info("Thread tuning: %s tokens/s; running with %d threads",
+                 {k: round(v, 1) for k, v in speeds.items()}, use)
         return speeds
 
     def close(self) -> None:

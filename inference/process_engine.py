@@ -86,15 +86,29 @@ class ProcessEngine:
             return
         raise self._rebuild_error(reply, default=ModelLoadError)
 
-    def tune_threads(self, candidates: Sequence[int]) -> dict[int, float]:
-        """Measure decode speed per thread count in the engine; it keeps the fastest."""
-        self._conn.send(("tune_threads", list(candidates)))
-        reply = self._receive(None)
+    def tune_threads(
+        self, candidates: Sequence[int], *, then_use: int | None = None, cancel: threading.Event | None = None
+    ) -> dict[int, float]:
+        """Measure decode tokens/s at each thread count in the engine, then run with ``then_use``.
+
+        ``then_use`` defaults to the plan's count; with no candidates the call
+        only switches to it. Setting ``cancel`` (a reply is waiting) stops
+        the measurement within a token; the count cut short is left out.
+
+        Raises:
+            EngineCrashedError: the engine process died.
+            GenerationError: no model is loaded, or the engine failed.
+        """
+        if self._process is None:
+            raise GenerationError("No model is loaded.")
+        self._cancel.clear()
+        self._conn.send(("tune_threads", list(candidates), then_use))
+        reply = self._receive(cancel)
+        self._cancel.clear()
         if reply[0] != "tuned":
             raise self._rebuild_error(reply, default=GenerationError)
-        speeds = reply[1]
-        self.plan = replace(self.plan, n_threads=max(speeds, key=speeds.__getitem__))
-        return speeds
+        self.plan = replace(self.plan, n_threads=then_use or self.plan.n_threads)
+        return reply[1]
 
     def stream_chat(
         self, messages: Sequence[Message], *, params: SamplingParams, cancel: threading.Event

@@ -117,17 +117,23 @@ def test_cancel_reaches_the_engine_while_chunks_stream_in_fast(tmp_path: Path) -
         engine.close()
 
 
-def test_thread_tuning_measures_each_count_and_keeps_the_fastest(tmp_path: Path) -> None:
+def test_thread_tuning_measures_each_count_then_runs_with_the_chosen_one(tmp_path: Path) -> None:
     from tests.gguf_factory import write_random_gemma3
     from tests.inference.conftest import cpu_plan
 
     model = write_random_gemma3(tmp_path / "tune-gemma3-it.gguf")
     engine = ProcessEngine(cpu_plan())
     engine.load(read_gguf_info(model))
+    loaded_with = engine.plan.n_threads
     try:
         speeds = engine.tune_threads([1, 2])
         assert set(speeds) == {1, 2} and all(speed > 0 for speed in speeds.values())
-        assert engine.plan.n_threads == max(speeds, key=speeds.__getitem__)
+        assert engine.plan.n_threads == loaded_with  # measuring alone changes nothing; the caller decides
+        assert engine.tune_threads([], then_use=1) == {} and engine.plan.n_threads == 1
+        # A reply waiting stops the measurement: what was cut short is left out.
+        waiting = threading.Event()
+        waiting.set()
+        assert engine.tune_threads([2], cancel=waiting) == {}
         # The engine still answers after tuning.
         stream = engine.stream_chat(HELLO, params=SamplingParams(max_tokens=8), cancel=threading.Event())
         list(stream)
