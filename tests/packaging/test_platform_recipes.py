@@ -91,7 +91,13 @@ def test_every_system_runs_the_same_build_command(workflow: dict) -> None:
     [step] = steps_running(build, "packaging/build.py")
     assert step["run"].strip() == "python packaging/build.py"
     assert "if" not in step
-    assert (REPO / "packaging" / "bootstrap.py").is_file()
+
+
+def test_every_script_the_workflow_runs_exists(workflow: dict) -> None:
+    runs = " ".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
+    scripts = set(re.findall(r"packaging/[\w/]+\.py", runs))
+    assert scripts == {"packaging/build.py", "packaging/smoke_test.py"}
+    assert all((REPO / script).is_file() for script in scripts), scripts
 
 
 def test_every_system_smoke_tests_its_bundle(workflow: dict) -> None:
@@ -129,7 +135,8 @@ def test_llama_wheel_cache_follows_bootstrap_and_the_runner(workflow: dict) -> N
 
 def test_artefacts_are_uploaded_and_released_on_tags(workflow: dict) -> None:
     build = workflow["jobs"]["build"]
-    [upload] = [step for step in build["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
+    [upload] = [step for step in build["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")
+                and step["with"]["name"].startswith("hearth-")]
     patterns = upload["with"]["path"].split()
     for made in (windows.installer_name("0.1.0"), macos.dmg_name("0.1.0"),
                  "hearth-0.1.0-linux-x86_64.tar.gz", "hearth_0.1.0_amd64.deb"):
@@ -137,6 +144,8 @@ def test_artefacts_are_uploaded_and_released_on_tags(workflow: dict) -> None:
     release = workflow["jobs"]["release"]
     assert release["needs"] == "build"
     assert release["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    [download] = [step for step in release["steps"] if step.get("uses", "").startswith("actions/download-artifact@")]
+    assert download["with"]["pattern"] == "hearth-*" == upload["with"]["name"].replace("${{ runner.os }}", "*")
     assert release["permissions"] == {"contents": "write"}
     assert workflow["permissions"] == {"contents": "read"}
     assert "gh release create" in release["steps"][-1]["run"]
