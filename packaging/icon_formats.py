@@ -1,10 +1,10 @@
 """Windows ``.ico`` and macOS ``.icns`` app icons from PNGs rendered at build time.
 
-``app_icon`` does it all: ``render_icons.py`` renders ``icons/hearth.svg``
-with Hearth's own Qt, then ``write_ico`` (runs anywhere) or ``write_icns``
-(needs macOS's ``iconutil``) packs the PNGs. The writers take ``pngs``, a
-mapping from pixel size to a square PNG of that size (``REQUIRED_SIZES``
-lists the sizes the two formats use). Standard library only.
+``packaging/build.py`` renders ``icons/hearth.svg`` with ``render_icons.py``
+(Hearth's own Qt), then ``write_ico`` (runs anywhere) or ``write_icns``
+(needs macOS's ``iconutil``) packs the PNGs. Both take ``pngs``, a mapping
+from pixel size to a square PNG of that size (``REQUIRED_SIZES`` lists the
+sizes the two formats use). Standard library only.
 """
 
 from __future__ import annotations
@@ -32,35 +32,10 @@ ICONSET_FILES = {
 }
 REQUIRED_SIZES = tuple(sorted({*ICO_SIZES, *ICONSET_FILES.values()}))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RENDER_ICONS = Path(__file__).resolve().parent / "render_icons.py"
 
 
 class IconError(ValueError):
     """A PNG is missing, is not a PNG, or does not have the size it is listed under."""
-
-
-def app_icon(kind: str, out_dir: Path, python: Path) -> Path:
-    """Render the app icon and write ``out_dir/hearth.<kind>`` (``ico`` or ``icns``); return its path.
-
-    Args:
-        kind: ``"ico"`` (Windows) or ``"icns"`` (macOS only).
-        out_dir: a build folder; the PNGs go to ``out_dir/png``.
-        python: an interpreter with PySide6 (Hearth's ``.venv``), which renders the SVG.
-
-    Raises:
-        ValueError: ``kind`` is neither.
-        subprocess.CalledProcessError: rendering failed.
-        IconError, FileNotFoundError: as ``write_ico`` and ``write_icns``.
-    """
-    writers = {"ico": write_ico, "icns": write_icns}
-    if kind not in writers:
-        raise ValueError(f"no icon format {kind!r}: ico or icns")
-    out_dir = Path(out_dir)
-    png_dir = out_dir / "png"
-    render = [str(python), str(RENDER_ICONS), str(png_dir), *map(str, REQUIRED_SIZES)]
-    subprocess.run(render, check=True, stdout=subprocess.DEVNULL)
-    pngs = {size: png_dir / f"{size}x{size}" / "apps" / "hearth.png" for size in REQUIRED_SIZES}
-    return writers[kind](pngs, out_dir / f"hearth.{kind}")
 
 
 def png_size(path: Path) -> tuple[int, int]:

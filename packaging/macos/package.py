@@ -90,15 +90,13 @@ def packaging_commands(app_dir: Path, dmg: Path, staging: Path, environ: Mapping
     return commands
 
 
-def package_macos(app_dir: Path, version: str, dist: Path, *, python: Path | None = None) -> list[Path]:
+def package_macos(app_dir: Path, version: str, dist: Path) -> list[Path]:
     """Sign ``app_dir`` in place and build ``dist/Hearth-<version>-macos-arm64.dmg`` from it; return [its path].
 
     Args:
         app_dir: PyInstaller's ``dist/Hearth.app`` (not the ``dist/hearth`` folder it was made from).
         version: the app version, in the file name.
         dist: where the disk image is written.
-        python: accepted because every platform's recipe is called alike; the
-            app already has its icon (``hearth.spec``), so nothing here needs it.
 
     Raises:
         FileNotFoundError: ``app_dir`` is not an app bundle, or a macOS tool is missing (not macOS).

@@ -11,17 +11,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-PACKAGING = Path(__file__).resolve().parent.parent
-if str(PACKAGING) not in sys.path:
-    sys.path.insert(0, str(PACKAGING))
-import icon_formats  # noqa: E402  (packaging/icon_formats.py: one place that makes the app icons)
-
 ISS = Path(__file__).resolve().parent / "hearth.iss"
-ICON_DIR = PACKAGING.parent / "build" / "icons"
 INNO_SETUP_HELP = "install Inno Setup 6 (https://jrsoftware.org/isdl.php, or `choco install innosetup -y`)"
 
 
@@ -84,26 +77,25 @@ def iscc_command(iscc: Path, *, version: str, bundle_dir: Path, dist: Path, icon
     return [*command, str(ISS)]
 
 
-def package_windows(bundle_dir: Path, version: str, dist: Path, *, python: Path | None = None) -> list[Path]:
+def package_windows(bundle_dir: Path, version: str, dist: Path, *, icon: Path | None = None) -> list[Path]:
     """Build ``dist/Hearth-<version>-windows-x64-setup.exe`` from the PyInstaller folder; return [its path].
 
     Args:
         bundle_dir: PyInstaller's one-folder bundle, holding ``hearth.exe``.
         version: the app version shown by the installer and in its file name.
         dist: where the installer is written.
-        python: Hearth's environment, which renders the icon of Setup itself
-            (``build/icons/hearth.ico``); without it Setup has Inno's icon.
+        icon: the ``.ico`` of Setup itself (``build.py`` writes it with
+            ``icon_formats.write_ico``); without one Setup has Inno's icon.
             The shortcuts show the icon inside ``hearth.exe`` either way.
 
     Raises:
         InnoSetupNotFound: Inno Setup 6 is not installed.
         FileNotFoundError: ``bundle_dir`` has no ``hearth.exe``.
-        subprocess.CalledProcessError: rendering the icon or ISCC failed (the messages are on the console).
+        subprocess.CalledProcessError: ISCC failed (its messages are on the console).
     """
     iscc = find_iscc()
     if not (Path(bundle_dir) / "hearth.exe").is_file():
         raise FileNotFoundError(f"no hearth.exe in {bundle_dir}: run PyInstaller first")
-    icon = icon_formats.app_icon("ico", ICON_DIR, python) if python is not None else None
     subprocess.run(iscc_command(iscc, version=version, bundle_dir=bundle_dir, dist=dist, icon=icon), check=True)
     installer = Path(dist) / installer_name(version)
     if not installer.is_file():

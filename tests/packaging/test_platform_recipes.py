@@ -10,8 +10,11 @@ macOS runners.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib.util
+import inspect
+import os
 import re
 import shutil
 import struct
@@ -149,6 +152,21 @@ def test_artefacts_are_uploaded_and_released_on_tags(workflow: dict) -> None:
     assert release["permissions"] == {"contents": "write"}
     assert workflow["permissions"] == {"contents": "read"}
     assert "gh release create" in release["steps"][-1]["run"]
+
+
+# --- the calls build.py makes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", ["package_windows", "package_macos"])
+def test_build_py_calls_the_recipes_as_they_are_declared(recipe: str) -> None:
+    tree = ast.parse((REPO / "packaging" / "build.py").read_text(encoding="utf-8"))
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == recipe]
+    assert calls, f"build.py does not call {recipe}"
+    function = getattr({"package_windows": windows, "package_macos": macos}[recipe], recipe)
+    for call in calls:
+        placeholders = [object()] * len(call.args)
+        inspect.signature(function).bind(*placeholders, **{keyword.arg: object() for keyword in call.keywords})
 
 
 # --- Windows: the Inno Setup script and package_windows --------------------------------------------
@@ -290,7 +308,7 @@ def test_developer_id_and_notarization_hooks(tmp_path: Path) -> None:
 def test_package_macos_refuses_a_folder_that_is_no_app(tmp_path: Path) -> None:
     (tmp_path / "Hearth.app").mkdir()
     with pytest.raises(FileNotFoundError, match="not an app bundle .*pass dist/Hearth.app"):
-        macos.package_macos(tmp_path / "Hearth.app", "0.1.0", tmp_path, python=Path(sys.executable))
+        macos.package_macos(tmp_path / "Hearth.app", "0.1.0", tmp_path)
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS has the tools: the disk image is made there")
@@ -342,13 +360,13 @@ def test_ico_reads_back_in_imagemagick(pngs: dict[int, Path], tmp_path: Path) ->
 
 
 @pytest.mark.skipif(shutil.which("identify") is None, reason="ImageMagick's identify is not installed")
-def test_app_icon_renders_the_real_svg_into_an_ico(tmp_path: Path) -> None:
+def test_the_real_svg_rendered_as_build_py_does_makes_an_ico(tmp_path: Path) -> None:
     pytest.importorskip("PySide6", reason="rendering the SVG needs Hearth's environment (PySide6)")
-    ico = icons.app_icon("ico", tmp_path / "icons", Path(sys.executable))
-    assert ico == tmp_path / "icons" / "hearth.ico"
-    assert image_widths(ico) == list(icons.ICO_SIZES)
-    with pytest.raises(ValueError, match="no icon format 'png'"):
-        icons.app_icon("png", tmp_path / "icons", Path(sys.executable))
+    render = [sys.executable, str(REPO / "packaging" / "render_icons.py"), str(tmp_path), *map(str, icons.REQUIRED_SIZES)]
+    subprocess.run(render, check=True, capture_output=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    rendered = {size: tmp_path / f"{size}x{size}" / "apps" / "hearth.png" for size in icons.REQUIRED_SIZES}
+    assert image_widths(icons.write_ico(rendered, tmp_path / "hearth.ico")) == list(icons.ICO_SIZES)
+    assert len(list(icons.write_iconset(rendered, tmp_path / "hearth.iconset").iterdir())) == 10
 
 
 def test_icons_refuse_a_missing_or_wrong_png(pngs: dict[int, Path], tmp_path: Path) -> None:
