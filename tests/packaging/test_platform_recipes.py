@@ -211,7 +211,7 @@ def test_iss_shortcuts_and_an_uninstaller_that_keeps_user_data() -> None:
         assert user_folder not in text
     # The only thing deleted on purpose is the previous version's bundle, inside {app}.
     [(kind, name)] = re.findall(r'^Type: (\w+); Name: "([^"]+)"', text, flags=re.MULTILINE)
-    assert name.startswith("{app}\\")
+    assert kind == "filesandordirs" and name.startswith("{app}\\")
 
 
 def test_package_windows_without_inno_setup_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
