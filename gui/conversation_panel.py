@@ -3,6 +3,10 @@
 Sending, streaming into the view, Stop, editing any message, regenerating,
 continuing an interrupted reply and moving between versions (``‹ 2/3 ›``) all
 happen here, through a :class:`ChatSession` that saves each change.
+
+A message sent while the model is still loading is saved and shown at once;
+it waits (one at a time, with a note saying so) and its reply starts by
+itself when the model is ready. Stop ends the wait.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from gui.chat_session import ChatSession
@@ -32,6 +37,10 @@ class ConversationPanel(QWidget):
         conversation_changed(): a message was added or a title may have changed (refresh the sidebar).
         reply_ended(ReplyStats): a reply finished or was stopped; the stats are for the status bar.
         notice(str): something to tell the user in the status bar.
+
+    States: no model (nothing can be sent), loading (a message can be sent and
+    waits), ready, waiting (a sent message waits for the model; Stop ends the
+    wait) and generating (Stop ends the reply).
     """
 
     reply_requested = Signal(object)
@@ -44,7 +53,9 @@ class ConversationPanel(QWidget):
         self._sampling = sampling
         self.session: ChatSession | None = None
         self.model_name: str | None = None
+        self.loading: str | None = None  # what is being loaded, e.g. "Loading Gemma 3 270M…"
         self.active: ReplyRequest | None = None
+        self.waiting: Message | None = None  # the user's message waiting for the model to be ready
         self._reply_id: str | None = None
         self._editing_id: str | None = None
         self._next_request_id = 1
@@ -58,6 +69,12 @@ class ConversationPanel(QWidget):
         self.editing_banner.setAccessibleName("Editing a message")
         self.editing_banner.setContentsMargins(16, 4, 16, 0)
         self.editing_banner.hide()
+        self.waiting_banner = QLabel()
+        self.waiting_banner.setAccessibleName("Waiting for the model")
+        self.waiting_banner.setWordWrap(True)
+        self.waiting_banner.setContentsMargins(16, 4, 16, 0)
+        self.waiting_banner.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.waiting_banner.hide()
         self.composer = Composer()
         self.composer.setPlaceholderText("Loading the model…")
         self.composer.submitted.connect(self.send_message)
@@ -80,6 +97,7 @@ class ConversationPanel(QWidget):
         column.setSpacing(0)
         column.addWidget(self.chat_view, 1)
         column.addWidget(self.editing_banner)
+        column.addWidget(self.waiting_banner)
         column.addLayout(row)
         self.update_controls()
 
@@ -100,12 +118,37 @@ class ConversationPanel(QWidget):
         """Redraw the branch on screen."""
         self.chat_view.show_messages([self._view(m) for m in self.session.branch()], show_all=show_all)
 
+    @property
+    def busy(self) -> bool:
+        """A reply is being written, or a sent message waits for the model."""
+        return self.active is not None or self.waiting is not None
+
     def set_model(self, name: str | None) -> None:
-        """The model that will answer (None while none is loaded)."""
+        """The model that will answer is ready (None: no model could be loaded).
+
+        A message waiting for the model is answered now.
+        """
         self.model_name = name
-        self.composer.setPlaceholderText(
-            f"Message {name}  (Enter to send, Shift+Enter for a new line)" if name else "No model loaded"
-        )
+        self.loading = None
+        if name:
+            self.composer.setPlaceholderText(f"Message {name}  (Enter to send, Shift+Enter for a new line)")
+        else:
+            self.composer.setPlaceholderText("No model loaded: choose one in File › Models…")
+        self.update_controls()
+        if name and self.waiting is not None:
+            question, self.waiting = self.waiting, None
+            self.waiting_banner.hide()
+            self._start_reply(question)
+        elif self.waiting is not None:
+            self._show_waiting()
+
+    def set_loading(self, status: str) -> None:
+        """A model is being prepared or loaded (``status`` says which); a message sent now waits for it."""
+        self.model_name = None
+        self.loading = status
+        self.composer.setPlaceholderText("Type a message: Hearth answers as soon as the model is ready")
+        if self.waiting is not None:
+            self._show_waiting()
         self.update_controls()
 
     # ----------------------------------------------------------------- actions
@@ -114,7 +157,16 @@ class ConversationPanel(QWidget):
     def send_message(self) -> None:
         """Send the composer's text: a new message, or the edit being made."""
         text = self.composer.toPlainText().strip()
-        if not text or self.active is not None or self.session is None:
+        if not text or self.session is None:
+            return
+        if self.busy:
+            # One message at a time: this one stays in the box, to send when the reply ends.
+            self.notice.emit("Hearth answers one message at a time: this one stays here until the reply to "
+                             "your last message ends (Stop ends it now).")
+            return
+        if self.model_name is None and self.loading is None and (
+                self._editing_id is None or self.session.tree.get(self._editing_id).role == "user"):
+            self.notice.emit("No model is loaded, so nothing can answer yet: choose one in File › Models…")
             return
         editing, self._editing_id = self._editing_id, None
         self.editing_banner.hide()
@@ -124,30 +176,47 @@ class ConversationPanel(QWidget):
             self.show_branch()
             self.conversation_changed.emit()
             return
-        if self.model_name is None:
-            self._editing_id = editing
-            return
         self.composer.clear()
         question = self.session.add_user_message(text, instead_of=editing)
         if editing is None:
             self.chat_view.append_message(self._view(question))
         else:
             self.show_branch()
-        self._start_reply(question)
+        if self.model_name is None:
+            self.waiting = question
+            self._show_waiting()
+            self.update_controls()
+        else:
+            self._start_reply(question)
         self.conversation_changed.emit()
 
     @Slot()
     def stop_reply(self) -> None:
-        """Stop the reply in progress (within a token); or leave editing mode."""
+        """Stop the reply in progress (within a token), or stop waiting for the model; or leave editing mode."""
         if self.active is not None:
             self.active.cancel.set()
+        elif self.waiting is not None:
+            self.waiting = None
+            self.waiting_banner.hide()
+            self.update_controls()
+            self.notice.emit("Stopped waiting. Your message is kept; Chat › Regenerate reply (Ctrl+R) answers it.")
         elif self._editing_id is not None:
             self._cancel_editing()
 
     def regenerate(self, message_id: str | None = None) -> None:
-        """Write a new version of an assistant reply (default: the last one on screen)."""
+        """Write a new version of an assistant reply (default: the last one on screen).
+
+        When the branch ends with a message of yours that has no reply (its
+        wait was stopped, or the model failed to load), this answers it.
+        """
+        if self.busy or self.model_name is None or self.session is None:
+            return
+        last = self.session.branch()[-1] if self.session.branch() else None
+        if message_id is None and last is not None and last.role == "user":
+            self._start_reply(last)
+            return
         target = self._message(message_id) or self._last("assistant")
-        if target is None or target.role != "assistant" or self.active is not None or self.model_name is None:
+        if target is None or target.role != "assistant":
             return
         parent = self.session.tree.get(target.parent_id)
         self._start_reply(parent, redraw=True)
@@ -155,7 +224,7 @@ class ConversationPanel(QWidget):
     def edit(self, message_id: str | None = None) -> None:
         """Put a message (default: the last of yours) in the message box; sending makes a new version of it."""
         target = self._message(message_id) or self._last("user")
-        if target is None or self.active is not None:
+        if target is None or self.busy:
             return
         self._editing_id = target.id
         who = "your message" if target.role == "user" else "the reply"
@@ -234,6 +303,8 @@ class ConversationPanel(QWidget):
             self.show_branch(show_all=True)
         elif self.active is not None:
             self.notice.emit("Stop the reply first.")
+        elif self.waiting is not None:
+            self.notice.emit("Your message is waiting for the model: press Stop to stop waiting first.")
         elif action in ("previous", "next"):
             self.session.switch_sibling(message_id, -1 if action == "previous" else 1)
             self.show_branch()
@@ -269,9 +340,26 @@ class ConversationPanel(QWidget):
             self.editing_banner.hide()
             self.composer.clear()
 
+    def _show_waiting(self) -> None:
+        if self.loading is not None:
+            what = self.loading[:1].lower() + self.loading[1:]
+            text = f"Hearth will answer as soon as the model is ready ({what}). Stop (Esc) stops waiting."
+        else:
+            text = ("The model could not be loaded. Your message is kept: Hearth answers it as soon as a model "
+                    "loads (File › Models…). Stop (Esc) stops waiting.")
+        self.waiting_banner.setText(text)
+        self.waiting_banner.show()
+
     def update_controls(self) -> None:
-        """Send or Stop, enabled as the state allows."""
-        generating = self.active is not None
-        self.send_button.setVisible(not generating)
-        self.send_button.setEnabled(self.model_name is not None)
-        self.stop_button.setVisible(generating)
+        """Send or Stop, enabled as the state allows.
+
+        Send works while the model loads (the message waits); Stop replaces it
+        while a reply is written or a message waits; with no model at all
+        Send is off.
+        """
+        busy = self.busy
+        self.send_button.setVisible(not busy)
+        self.send_button.setEnabled(self.model_name is not None or self.loading is not None)
+        self.stop_button.setVisible(busy)
+        self.stop_button.setToolTip("Stop waiting for the model (Esc)" if self.waiting is not None and
+                                    self.active is None else "Stop the reply (Esc)")

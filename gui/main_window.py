@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from gui.chat_session import ChatSession
 from gui.conversation_dialog import ConversationDialog
 from gui.conversation_panel import ConversationPanel
 from gui.demo_notice import DemoNotice
-from gui.inference_worker import LoadRequest, ModelReady
+from gui.inference_worker import LoadRequest, ModelReady, ReplyRequest, ThreadsChosen
 from gui.preferences import cpu_signature, engine_preferences, sampling_params
 from gui.settings_dialog import SettingsDialog
 from gui.sidebar import Sidebar
@@ -67,12 +68,14 @@ class MainWindow(QMainWindow):
         self._notices_shown: list[str] = []
         self._make_model_manager: Callable[[], QDialog] | None = None
         self._model_manager: QDialog | None = None
+        # Set when a reply is asked for, so a thread measurement in the worker gives way at once.
+        self._reply_waiting = threading.Event()
 
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
         self.sidebar = Sidebar()
         self.panel = ConversationPanel(sampling=self._sampling)
-        self.panel.reply_requested.connect(self.reply_requested)
+        self.panel.reply_requested.connect(self._request_reply)
         self.panel.conversation_changed.connect(self.refresh_sidebar)
         self.panel.reply_ended.connect(self._show_reply_stats)
         self.panel.notice.connect(self._show_status)
@@ -108,6 +111,9 @@ class MainWindow(QMainWindow):
         """Show a saved conversation (None: a new, empty one)."""
         if self.panel.active is not None:
             self._show_status("Stop the reply before switching conversations.")
+            return
+        if self.panel.waiting is not None:
+            self._show_status("Your message is waiting for the model: press Stop to stop waiting before switching.")
             return
         self._writer.flush(2.0)  # read our own queued writes
         conversation = self._store.conversation(conversation_id) if conversation_id else None
@@ -230,14 +236,15 @@ class MainWindow(QMainWindow):
     def load_model(self, choice: ModelChoice | None = None) -> None:
         """Ask the worker to load ``choice`` (None: the default model) with the current settings."""
         self._model_choice = choice
-        measured = self._settings.measured_threads.get(cpu_signature(self._cpu))
+        if self.panel.active is None:
+            self.panel.set_loading("Preparing the model…")  # Send works from now on: the message waits
         self.load_requested.emit(
             LoadRequest(
                 choice=choice,
                 prefs=engine_preferences(self._settings),
-                measured_threads=measured,
+                measured=dict(self._settings.measured_threads.get(cpu_signature(self._cpu), {})),
                 state_cache_bytes=self._settings.state_cache_mb << 20,
-                tune_threads=measured is None,
+                reply_waiting=self._reply_waiting,
             )
         )
 
@@ -262,8 +269,9 @@ class MainWindow(QMainWindow):
         reload = engine_preferences(settings) != engine_preferences(self._settings) or (
             settings.state_cache_mb != self._settings.state_cache_mb
         )
-        self._settings = settings
-        self._settings_store.save(settings)
+        # Measurements may have arrived while the dialog was open: they are not the dialog's to drop.
+        self._settings = replace(settings, measured_threads=self._settings.measured_threads)
+        self._settings_store.save(self._settings)
         if reload and self.panel.active is None:
             self.load_model(self._model_choice)
 
@@ -276,19 +284,19 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def on_model_loading(self, message: str) -> None:
         self._model = None
-        self.panel.set_model(None)
+        self.panel.set_loading(message)
         self.demo_notice.hide()
         self.status_message.setText(message)
 
     @Slot(object)
     def on_model_ready(self, ready: ModelReady) -> None:
         self._model = ready
-        self.panel.set_model(ready.display_name)
         self.model_label.setText(ready.display_name)
         self.engine_label.setText(ready.plan.summary())
         self.engine_label.setToolTip(f"{ready.plan.reason}\nChat format: {ready.chat_format}.")
         self.status_message.setText(f"Ready · loaded in {ready.load_s:.1f} s")
         self.demo_notice.setVisible(ready.is_demo and not self._settings.demo_notice_dismissed)
+        self.panel.set_model(ready.display_name)  # last: a waiting message's reply starts here
         self.panel.composer.setFocus()
 
     @Slot(str)
@@ -298,10 +306,16 @@ class MainWindow(QMainWindow):
         self.status_message.setText("The model could not be loaded.")
         self.panel.chat_view.add_notice(message)
 
-    @Slot(int)
-    def on_threads_measured(self, threads: int) -> None:
-        self._settings.measured_threads[cpu_signature(self._cpu)] = threads
+    @Slot(object)
+    def on_threads_measured(self, chosen: ThreadsChosen) -> None:
+        """Keep the thread count measured for the loaded model, and show the plan it runs with now."""
+        self._settings.measured_threads.setdefault(cpu_signature(self._cpu), {})[chosen.model_key] = chosen.measured
         self._settings_store.save(self._settings)
+        if self._model is not None:
+            self._model = replace(self._model, plan=chosen.plan)
+            self.engine_label.setText(chosen.plan.summary())
+            self.engine_label.setToolTip(f"{chosen.plan.reason}\nThreads, measured since: {chosen.reason}\n"
+                                         f"Chat format: {self._model.chat_format}.")
 
     @Slot(str)
     def on_engine_stopped(self, reason: str) -> None:
@@ -339,6 +353,11 @@ class MainWindow(QMainWindow):
                 f"the oldest {stats.dropped_messages} messages were left out of what the model saw "
                 "(the system prompt is always kept). They are still here."
             )
+
+    @Slot(object)
+    def _request_reply(self, request: ReplyRequest) -> None:
+        self._reply_waiting.set()
+        self.reply_requested.emit(request)
 
     @Slot(str)
     def _show_status(self, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from gui.preferences import cpu_signature
 from gui.sidebar import ID_ROLE
 from inference.hardware import CpuFacts, probe_hardware
 from inference.session import ModelChoice
+from inference.thread_tuning import measurement_key
 from model_store.paths import AppPaths
-from model_store.settings import Settings, SettingsStore
+from model_store.settings import MeasuredThreads, Settings, SettingsStore
 from tests.gui.heartbeat import Heartbeat
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -81,19 +83,25 @@ def chat(qtbot, builtin_model_path: Path, app_paths: AppPaths):
     ui = open_window(qtbot, choose, app_paths)
     heartbeat = Heartbeat()
     events = WorkerEvents(ui.worker_thread.worker)
-    qtbot.waitUntil(ui.window.panel.send_button.isEnabled, timeout=60_000)
+    qtbot.waitUntil(lambda: ui.window.panel.model_name is not None, timeout=60_000)
     yield ui.window, events, heartbeat
     heartbeat.stop()
     shut_down(ui)
 
 
-def open_window(qtbot, choose, app_paths: AppPaths):
+def open_window(qtbot, choose, app_paths: AppPaths, *, measured: bool = True, model: Path | None = None):
+    """The window, loading the model ``choose`` picks. With ``measured``, the threads for ``model`` (default:
+    that one) count as measured already, so no measurement runs in the background during the test."""
     store = SettingsStore(app_paths.settings_file)
-    cores = CpuFacts.probe().physical_cores
-    # Threads already measured for this CPU, so the window does not tune them first.
+    cpu = CpuFacts.probe()
     if not app_paths.settings_file.exists():
-        store.save(Settings(temperature=0.7, seed=7, max_tokens=64,
-                            measured_threads={cpu_signature(CpuFacts.probe()): cores}))
+        path = model or choose().path
+        known = {}
+        if measured and path.is_file():
+            # A figure no reply falls below, so the slow-reply re-check never starts either.
+            known = {cpu_signature(cpu): {measurement_key(path.name, path.stat().st_size): MeasuredThreads(
+                threads=cpu.physical_cores, tokens_per_s=0.1, model=path.name, model_size=path.stat().st_size)}}
+        store.save(Settings(temperature=0.7, seed=7, max_tokens=64, measured_threads=known))
     ui = build_ui(choose_model=choose, probe_hardware=probe_hardware, settings=store,
                   conversations_file=app_paths.conversations_file)
     qtbot.addWidget(ui.window)
@@ -342,3 +350,115 @@ def test_a_database_from_a_newer_hearth_is_left_alone_and_the_app_still_works(qt
     finally:
         shut_down(ui)
     assert app_paths.conversations_file.read_bytes() == before
+
+
+class GatedModel:
+    """The default model, held back until the test opens the gate: the window stays 'preparing the model'."""
+
+    def __init__(self, path: Path, display_name: str = "Gemma 3 270M (demo)") -> None:
+        self.gate = threading.Event()
+        self._choice = ModelChoice(path=path, display_name=display_name, is_demo=True)
+
+    def __call__(self) -> ModelChoice:
+        self.gate.wait(60)  # on the worker's thread, like the real first start unpacking the built-in model
+        return self._choice
+
+
+def test_a_message_sent_while_the_model_loads_is_answered_once_it_is_ready(qtbot, builtin_model_path: Path,
+                                                                          app_paths: AppPaths) -> None:
+    model = GatedModel(builtin_model_path)
+    # A first start: nothing measured yet, so the model starts with one thread per physical core.
+    ui = open_window(qtbot, model, app_paths, measured=False, model=builtin_model_path)
+    window = ui.window
+    panel = window.panel
+    events = WorkerEvents(ui.worker_thread.worker)
+    try:
+        qtbot.waitUntil(lambda: "Preparing" in window.status_message.text(), timeout=10_000)
+        assert panel.send_button.isEnabled() and panel.send_button.isVisible()
+        send(qtbot, window, "What is the capital of France?")
+
+        # Shown and saved at once; a note says why no reply comes yet; Stop can end the wait.
+        assert panel.composer.toPlainText() == ""
+        assert branch(window) == [("user", "What is the capital of France?")]
+        assert "What is the capital of France?" in panel.chat_view.toPlainText()
+        assert panel.waiting_banner.isVisible()
+        assert "Hearth will answer as soon as the model is ready (preparing the model…)" in \
+            panel.waiting_banner.text()
+        assert panel.stop_button.isVisible() and not panel.send_button.isVisible()
+        assert [c.title for c in window._store.conversations()] in ([], ["What is the capital of France?"])
+
+        # A second message while one waits stays in the box, with a sentence saying why.
+        type_text(qtbot, panel.composer, "And of Spain?")
+        qtbot.keyClick(panel.composer, Qt.Key.Key_Return)
+        assert panel.composer.toPlainText() == "And of Spain?"
+        assert "one message at a time" in window.status_message.text()
+        assert len(branch(window)) == 1
+
+        with qtbot.waitSignal(events.reply_finished, timeout=90_000):
+            model.gate.set()
+        assert not panel.waiting_banner.isVisible()
+        assert [role for role, _ in branch(window)] == ["user", "assistant"]
+        assert branch(window)[-1][1].strip()
+        assert window._model.plan.n_threads == CpuFacts.probe().physical_cores
+        assert panel.send_button.isVisible() and panel.send_button.isEnabled()
+        assert panel.composer.toPlainText() == "And of Spain?"  # ready to send now
+    finally:
+        model.gate.set()
+        shut_down(ui)
+
+
+def test_stop_ends_the_wait_and_regenerate_answers_later(qtbot, builtin_model_path: Path,
+                                                         app_paths: AppPaths) -> None:
+    model = GatedModel(builtin_model_path)
+    ui = open_window(qtbot, model, app_paths, model=builtin_model_path)
+    window = ui.window
+    panel = window.panel
+    events = WorkerEvents(ui.worker_thread.worker)
+    try:
+        qtbot.waitUntil(lambda: "Preparing" in window.status_message.text(), timeout=10_000)
+        send(qtbot, window, "Say hello.")
+        assert panel.waiting is not None
+        qtbot.keyClick(panel.composer, Qt.Key.Key_Escape)
+        assert panel.waiting is None and not panel.waiting_banner.isVisible()
+        assert panel.send_button.isVisible() and not panel.stop_button.isVisible()
+        assert "Stopped waiting" in window.status_message.text()
+        assert branch(window) == [("user", "Say hello.")]  # kept
+
+        model.gate.set()
+        qtbot.waitUntil(lambda: panel.model_name is not None, timeout=60_000)
+        assert panel.active is None and branch(window) == [("user", "Say hello.")]  # nobody asked for a reply
+        with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+            qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)  # Ctrl+R answers it
+        assert [role for role, _ in branch(window)] == ["user", "assistant"]
+    finally:
+        model.gate.set()
+        shut_down(ui)
+
+
+def test_a_waiting_message_outlives_a_failed_load_and_the_next_model_answers_it(
+        qtbot, tmp_path: Path, builtin_model_path: Path, app_paths: AppPaths) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x01" * 10)
+    model = GatedModel(bad, display_name="Broken")
+    ui = open_window(qtbot, model, app_paths, model=builtin_model_path)
+    window = ui.window
+    panel = window.panel
+    events = WorkerEvents(ui.worker_thread.worker)
+    try:
+        qtbot.waitUntil(lambda: "Preparing" in window.status_message.text(), timeout=10_000)
+        send(qtbot, window, "Are you there?")
+        model.gate.set()
+        qtbot.waitUntil(lambda: "incomplete" in panel.chat_view.toPlainText(), timeout=30_000)
+        assert window.status_message.text() == "The model could not be loaded."
+        assert panel.waiting is not None and panel.waiting_banner.isVisible()
+        assert "Your message is kept" in panel.waiting_banner.text()
+        assert not panel.send_button.isVisible() and panel.stop_button.isVisible()
+        assert branch(window) == [("user", "Are you there?")]
+
+        with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+            window.load_model(ModelChoice(path=builtin_model_path))
+        assert [role for role, _ in branch(window)] == ["user", "assistant"]
+        assert panel.waiting is None
+    finally:
+        model.gate.set()
+        shut_down(ui)
