@@ -125,8 +125,8 @@ def take_cpu_sample(pids: Iterable[int]) -> CpuSample:
     import psutil
 
     times = psutil.cpu_times()
-    # On Linux guest time is already counted in user time; steal is time other virtual machines took from us.
-    idle = times.idle + getattr(times, "iowait", 0.0) + getattr(times, "guest", 0.0) + getattr(
+    # Guest time is counted in user time already (Linux); steal, time other virtual machines took, counts as busy.
+    not_busy = times.idle + getattr(times, "iowait", 0.0) + getattr(times, "guest", 0.0) + getattr(
         times, "guest_nice", 0.0)
     ours = 0.0
     for pid in pids:
@@ -135,7 +135,7 @@ def take_cpu_sample(pids: Iterable[int]) -> CpuSample:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         ours += own.user + own.system
-    return CpuSample(system_busy_s=sum(times) - idle, ours_s=ours, wall_s=time.monotonic())
+    return CpuSample(system_busy_s=sum(times) - not_busy, ours_s=ours, wall_s=time.monotonic())
 
 
 def other_programs_load(before: CpuSample, after: CpuSample, cpu_count: int | None = None) -> float:
