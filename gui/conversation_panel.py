@@ -345,8 +345,9 @@ class ConversationPanel(QWidget):
             what = self.loading[:1].lower() + self.loading[1:]
             text = f"Hearth will answer as soon as the model is ready ({what}). Stop (Esc) stops waiting."
         else:
-            text = ("The model could not be loaded. Your message is kept: Hearth answers it as soon as a model "
-                    "loads (File › Models…). Stop (Esc) stops waiting.")
+            # The failure itself is said above, in the conversation.
+            text = "Your message is kept: Hearth answers it as soon as a model loads (File › Models…). " \
+                   "Stop (Esc) stops waiting."
         self.waiting_banner.setText(text)
         self.waiting_banner.show()
 
