@@ -32,6 +32,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="load the model without a window, generate a few tokens, print one JSON line and exit",
     )
     parser.add_argument(
+        "--tokens", type=int, default=None, metavar="N",
+        help="with --self-test: generate exactly N tokens, past the model's end (like llama-bench's tg128)",
+    )
+    parser.add_argument(
+        "--cpu-variant", default=os.environ.get("HEARTH_CPU_VARIANT"), metavar="NAME",
+        help="with --self-test: run llama.cpp's CPU kernels NAME (e.g. haswell, x64) instead of the best for this CPU",
+    )
+    parser.add_argument(
         "--home", type=Path, default=os.environ.get("HEARTH_HOME"),
         help="keep all of Hearth's files below this folder (default: the usual per-user folders)",
     )
@@ -81,7 +89,10 @@ def main(argv: list[str]) -> int:
         from gui.preferences import engine_preferences  # Qt-free helper
         from inference.self_test import run_self_test
 
-        result = run_self_test(choose_model, probe_hardware, engine_preferences(settings.load()), paths.cache_dir)
+        result = run_self_test(
+            choose_model, probe_hardware, engine_preferences(settings.load()), paths.cache_dir,
+            exact_tokens=args.tokens, cpu_variant=args.cpu_variant,
+        )
         print(json.dumps(result), flush=True)
         return 0 if result["ok"] else 1
 

@@ -23,6 +23,7 @@ class SamplingParams:
     repeat_penalty: float = 1.1
     seed: int | None = None
     max_tokens: int = 512
+    ignore_eos: bool = False  # go on to max_tokens past the model's end (speed measurements, like llama-bench)
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class EngineOptions:
 
     ``state_cache_bytes``: RAM for saved states of other conversations (0: none).
     ``cache_dir``: where converted weights are kept between runs (None: not kept).
+    ``cpu_variant``: llama.cpp CPU kernels to use instead of the best for this CPU (None: the best).
     """
 
     state_cache_bytes: int = 1 << 30
     cache_dir: Path | None = None
+    cpu_variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class ExecutionPlan:
     gpu_name: str = ""
     torch_device: str = ""
     memory_bytes: int = 0
+    cpu_variant: str = ""  # llama.cpp's CPU kernels, known once the engine has loaded (e.g. "zen4")
 
     def summary(self) -> str:
         """Short form for the status bar, e.g. ``llama.cpp · CPU · 2 threads``."""

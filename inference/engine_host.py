@@ -5,9 +5,9 @@ process that runs out of memory. Running the engine here keeps either from
 taking Hearth down: the parent sees the pipe close and reports why.
 
 Messages are tuples whose first item names them.
-Parent to engine: ``("load", path, plan)``, ``("tune_threads", candidates)``,
+Parent to engine: ``("load", path, plan)``, ``("tune_threads", candidates, then_use)``,
 ``("chat", request_id, messages, params)``, ``("exit",)``.
-Engine to parent: ``("loaded", chat_format_name, decode_mode)``, ``("tuned", {threads: tokens_per_s})``, ``("chunk", request_id, text)``,
+Engine to parent: ``("loaded", chat_format_name, decode_mode, cpu_variant)``, ``("tuned", {threads: tokens_per_s})``, ``("chunk", request_id, text)``,
 ``("done", request_id, stats)``, ``("error", request_id_or_None, error_type, message)``.
 The parent sets the shared ``cancel`` event to stop a reply; the engine checks it between tokens.
 """
@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from inference.engine import EngineOptions
 
 log = logging.getLogger(__name__)
+
+CHUNK_INTERVAL_S = 0.03  # reply text reaches the parent at most ~33 times a second (the window draws every 30 ms)
 
 
 def serve(conn: Connection, cancel, options: EngineOptions) -> None:
@@ -48,7 +52,8 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
             try:
                 engine = create_local_engine(plan, options)
                 engine.load(read_gguf_info(Path(path)))
-                conn.send(("loaded", engine.chat_format_name, getattr(engine, "decode_mode", "")))
+                conn.send(("loaded", engine.chat_format_name, getattr(engine, "decode_mode", ""),
+                           getattr(engine, "cpu_variant", "")))
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as a sentence
                 engine = None
                 _send_error(conn, None, exc)
@@ -67,13 +72,31 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
                 if engine is None:
                     raise RuntimeError("no model is loaded")
                 stream = engine.stream_chat(messages, params=params, cancel=cancel)
-                for text in stream:
-                    conn.send(("chunk", request_id, text))
+                _send_coalesced(conn, request_id, stream)
                 conn.send(("done", request_id, stream.stats))
             except Exception as exc:  # noqa: BLE001
                 _send_error(conn, request_id, exc)
     if engine is not None:
         engine.close()
+
+
+def _send_coalesced(conn: Connection, request_id: int, chunks: Iterable[str]) -> None:
+    """Send text as ``chunk`` messages: the first at once, then at most one per ``CHUNK_INTERVAL_S``.
+
+    Each message wakes the parent process, which on a machine with few cores
+    takes the CPU from a llama.cpp thread that the others then wait for.
+    """
+    pending: list[str] = []
+    last_sent = None
+    for text in chunks:
+        pending.append(text)
+        now = time.monotonic()
+        if last_sent is None or now - last_sent >= CHUNK_INTERVAL_S:
+            conn.send(("chunk", request_id, "".join(pending)))
+            pending.clear()
+            last_sent = now
+    if pending:
+        conn.send(("chunk", request_id, "".join(pending)))
 
 
 def _send_error(conn: Connection, request_id: int | None, exc: Exception) -> None:

@@ -23,11 +23,13 @@ import llama_cpp
 
 from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_format_for, continues_reply
 from inference.context_window import fit_messages
+from inference.cpu_backends import load_cpu_backend
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.errors import ContextOverflowError, GenerationError, ModelLoadError
 from inference.gguf_info import GgufInfo, looks_instruction_tuned
 from inference.llama_vocab import token_text
 from inference.reply_loop import ReplyLimits, stream_reply
+from inference.sampler_chain import SamplerSettings, build_sampler
 from inference.state_cache import PrefixStateCache, common_prefix_length
 
 log = logging.getLogger(__name__)
@@ -39,16 +41,40 @@ SAVE_STATE_MIN_DISCARD = 64
 MIN_REPLY_ROOM = 256
 
 
+class HearthLlama(llama_cpp.Llama):
+    """``Llama`` with Hearth's sampler chain (same choices, the repeat penalty made cheap: see sampler_chain)."""
+
+    def _init_sampler(self, **options) -> llama_cpp._internals.LlamaSampler:
+        if options.get("logits_processor") or options.get("grammar") or options.get("mirostat_mode"):
+            return super()._init_sampler(**options)
+        settings = SamplerSettings(
+            temperature=options.get("temp", 0.8),
+            top_k=options.get("top_k", 40),
+            top_p=options.get("top_p", 0.95),
+            min_p=options.get("min_p", 0.05),
+            typical_p=options.get("typical_p", 1.0),
+            repeat_penalty=options.get("repeat_penalty", 1.0),
+            frequency_penalty=options.get("frequency_penalty", 0.0),
+            presence_penalty=options.get("presence_penalty", 0.0),
+            penalty_last_n=self.last_n_tokens_size,
+            seed=self._seed,
+        )
+        return build_sampler(settings, n_vocab=self._n_vocab)
+
+
 class LlamaCppEngine:
     """Runs one GGUF model with llama-cpp-python. Use from a single thread.
 
     Args:
         plan: threads, context length and GPU layers to load with.
         state_cache_bytes: RAM for the states of other conversations (0 turns it off).
+        cpu_variant: the CPU kernels to use instead of the best for this processor (see cpu_backends).
     """
 
-    def __init__(self, plan: ExecutionPlan, *, state_cache_bytes: int = 0) -> None:
+    def __init__(self, plan: ExecutionPlan, *, state_cache_bytes: int = 0, cpu_variant: str | None = None) -> None:
         self.plan = plan
+        self.cpu_variant = ""  # the CPU kernels llama.cpp runs with, known once loaded (e.g. "zen4")
+        self._cpu_variant_wanted = cpu_variant
         self._llama: llama_cpp.Llama | None = None
         self._format: ChatFormat | None = None
         self._states = PrefixStateCache(state_cache_bytes)
@@ -66,14 +92,17 @@ class LlamaCppEngine:
             ModelLoadError: llama.cpp refused the file.
         """
         started = time.perf_counter()
+        self.cpu_variant = load_cpu_backend(wanted=self._cpu_variant_wanted).variant
         try:
-            self._llama = llama_cpp.Llama(
+            self._llama = HearthLlama(
                 model_path=str(info.path),
                 n_ctx=self.plan.n_ctx,
                 n_threads=self.plan.n_threads,
                 n_threads_batch=self.plan.n_threads,
                 n_gpu_layers=self.plan.n_gpu_layers,
                 n_batch=512,
+                # llama.cpp's own tools turn it on wherever the backend has it; llama-cpp-python's default is off.
+                flash_attn=True,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -119,6 +148,7 @@ class LlamaCppEngine:
             max_tokens=min(params.max_tokens, self.plan.n_ctx - len(prompt_tokens)),
             cancel=cancel,
             continuing=continues_reply(messages),
+            ignore_eos=params.ignore_eos,
         )
         return LlamaReplyStream(
             engine=self, prompt_tokens=prompt_tokens, params=params, limits=limits, dropped_messages=dropped

@@ -83,6 +83,7 @@ class ProcessEngine:
         reply = self._receive(None)
         if reply[0] == "loaded":
             self.chat_format_name, self.decode_mode = reply[1], reply[2]
+            self.plan = replace(self.plan, cpu_variant=reply[3])
             return
         raise self._rebuild_error(reply, default=ModelLoadError)
 

@@ -28,6 +28,7 @@ class ReplyLimits:
     max_tokens: int
     cancel: threading.Event
     continuing: bool = False  # the reply goes on from text already shown: keep its leading space
+    ignore_eos: bool = False  # neither end-of-generation tokens nor stop strings end the reply
 
 
 def stream_reply(
@@ -47,7 +48,7 @@ def stream_reply(
     tokens, so the prompt tokens actually computed (not served from the KV
     cache) can be reported.
     """
-    assembler = ReplyTextAssembler(limits.stop_strings)
+    assembler = ReplyTextAssembler(() if limits.ignore_eos else limits.stop_strings)
     buffer = ctypes.create_string_buffer(64)
     started = time.perf_counter()
     evaluated_before = evaluated_tokens()
@@ -63,7 +64,7 @@ def stream_reply(
         if limits.cancel.is_set():
             finish = "cancelled"
             break
-        if is_end_of_generation(vocab, token):
+        if is_end_of_generation(vocab, token) and not limits.ignore_eos:
             finish = "stop"
             break
         count += 1

@@ -21,17 +21,25 @@ def run_self_test(
     probe_hardware: Callable[[], Hardware],
     prefs: Preferences,
     cache_dir: Path | None = None,
+    *,
+    exact_tokens: int | None = None,
+    cpu_variant: str | None = None,
 ) -> dict:
     """Load the chosen model, generate up to 32 tokens greedily, report what happened.
 
+    ``exact_tokens`` generates exactly that many instead, past the model's
+    end, to measure decode speed like llama-bench. ``cpu_variant`` picks
+    llama.cpp's CPU kernels by name instead of the best for this CPU.
     Never raises: any failure becomes ``{"ok": False, "error": <sentence>}``.
     """
     loaded = None
     try:
-        loaded = open_model(choose_model(), probe_hardware(), prefs, options=EngineOptions(cache_dir=cache_dir))
+        options = EngineOptions(cache_dir=cache_dir, cpu_variant=cpu_variant)
+        loaded = open_model(choose_model(), probe_hardware(), prefs, options=options)
         stream = loaded.engine.stream_chat(
             [{"role": "user", "content": SELF_TEST_PROMPT}],
-            params=SamplingParams(temperature=0.0, max_tokens=SELF_TEST_TOKENS, seed=0),
+            params=SamplingParams(temperature=0.0, max_tokens=exact_tokens or SELF_TEST_TOKENS, seed=0,
+                                  ignore_eos=exact_tokens is not None),
             cancel=threading.Event(),
         )
         text = "".join(stream)
@@ -42,6 +50,7 @@ def run_self_test(
             "ok": True,
             "engine": loaded.plan.engine,
             "device": loaded.plan.device,
+            "cpu_variant": loaded.plan.cpu_variant,
             "model": loaded.display_name,
             "tokens": stats.completion_tokens,
             "tokens_per_s": round(stats.tokens_per_s, 2),

@@ -75,7 +75,7 @@ def open_model(
     return LoadedModel(
         engine=engine,
         info=info,
-        plan=plan,
+        plan=engine.plan,
         display_name=choice.display_name or info.name,
         is_demo=choice.is_demo,
         load_s=time.perf_counter() - started,
@@ -92,7 +92,7 @@ def create_local_engine(plan: ExecutionPlan, options: EngineOptions) -> Engine:
     if plan.engine == "llama.cpp":
         from inference.llama_cpp_engine import LlamaCppEngine
 
-        return LlamaCppEngine(plan, state_cache_bytes=options.state_cache_bytes)
+        return LlamaCppEngine(plan, state_cache_bytes=options.state_cache_bytes, cpu_variant=options.cpu_variant)
     if plan.engine == "torch":
         from inference.torch_engine import TorchEngine
 

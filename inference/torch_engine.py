@@ -121,7 +121,7 @@ class TorchEngine:
                 f"and the window holds {n_ctx:,}. Shorten it, or raise the context length in Settings."
             )
         limits = ReplyLimits(self._format.stop_strings, min(params.max_tokens, n_ctx - len(prompt)), cancel,
-                             continuing=continues_reply(messages))
+                             continuing=continues_reply(messages), ignore_eos=params.ignore_eos)
         return TorchReplyStream(self, prompt, params, limits, dropped)
 
     def close(self) -> None:
