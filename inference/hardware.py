@@ -77,6 +77,8 @@ class Hardware:
     llama_gpu_offload: bool = False
     torch_gpu_backends: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # GPUs the operating system reports that no installed engine can use (e.g. "NVIDIA H200").
+    unusable_gpus: tuple[str, ...] = ()
 
 
 def probe_hardware() -> Hardware:
@@ -91,14 +93,16 @@ def probe_hardware() -> Hardware:
         gpus, note = probe_gpus_in_subprocess()
         if note:
             notes.append(note)
+    offload = llama_supports_gpu_offload()
     return Hardware(
         cpu=CpuFacts.probe(),
         ram_total_bytes=memory.total,
         ram_available_bytes=memory.available,
         gpus=gpus,
-        llama_gpu_offload=llama_supports_gpu_offload(),
+        llama_gpu_offload=offload,
         torch_gpu_backends=backends,
         notes=tuple(notes),
+        unusable_gpus=() if gpus or offload else system_gpu_names(),
     )
 
 
@@ -115,6 +119,44 @@ def cpu_features() -> set[str]:
     if sys.platform == "darwin" and platform.machine() == "arm64":
         return {"neon"}
     return set()
+
+
+def system_gpu_names(sysfs: Path = Path("/sys/class/drm")) -> tuple[str, ...]:
+    """Discrete GPUs the OS knows of, named as well as can be without a GPU library (Linux; else empty).
+
+    NVIDIA's driver names its cards in /proc; AMD and Intel ones are named
+    by vendor. Integrated Intel graphics are left out: no engine here would
+    run a model faster on them than on the CPU.
+    """
+    if not sys.platform.startswith("linux"):
+        return ()
+    names = []
+    for card in sorted(sysfs.glob("card[0-9]*")):
+        if "-" in card.name:
+            continue  # a connector (card0-HDMI-A-1), not a device
+        try:
+            vendor = (card / "device" / "vendor").read_text(encoding="ascii").strip().lower()
+        except OSError:
+            continue
+        if vendor == "0x10de":
+            names.append(_nvidia_name(card) or "NVIDIA GPU")
+        elif vendor == "0x1002":
+            names.append("AMD GPU")
+    return tuple(names)
+
+
+def _nvidia_name(card: Path) -> str:
+    """The model name NVIDIA's driver gives the card in /proc (e.g. "NVIDIA GeForce RTX 4070"), or ''."""
+    try:
+        bus_id = (card / "device").resolve().name.lower()
+        for info in Path("/proc/driver/nvidia/gpus").glob("*/information"):
+            if info.parent.name.lower().endswith(bus_id.split(":", 1)[-1]):
+                for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+                    if line.startswith("Model:"):
+                        return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def torch_gpu_backends() -> tuple[str, ...]:

@@ -123,6 +123,12 @@ def _gpu_plan(
     """A GPU plan when one applies; otherwise None and why not (a clause)."""
     if prefs.device == "cpu":
         return None, "you chose the CPU in Settings"
+    if not hardware.gpus and hardware.unusable_gpus:
+        return None, (
+            f"this copy of Hearth has no GPU engine for the {' and the '.join(hardware.unusable_gpus)} it found "
+            "(that needs llama.cpp built with CUDA or ROCm, or PyTorch with GPU support; the installer ships "
+            "the CPU engine only)"
+        )
     if not hardware.gpus:
         return None, "no GPU was found" + (f" ({hardware.notes[0]})" if hardware.notes else "")
     engine = _gpu_engine(hardware, info)

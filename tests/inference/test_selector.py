@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from inference.errors import ModelTooLargeError
 from inference.gguf_info import GgufInfo
-from inference.hardware import CpuFacts, GpuDevice, Hardware
+from inference.hardware import CpuFacts, GpuDevice, Hardware, system_gpu_names
 from inference.selector import Preferences, cpu_fallback, estimate_memory, kv_cache_bytes, select_plan
 
 GIB = 1 << 30
@@ -171,3 +172,20 @@ def test_the_kv_estimate_is_close_to_real_models() -> None:
     # Llama 3 8B: 32 layers x 8 KV heads x 128 x 2 (K and V) x 2 bytes = 131 KB per token.
     estimate = kv_cache_bytes(remote(4.4, 8e9), 1)
     assert 80_000 < estimate < 180_000
+
+
+def test_a_gpu_no_engine_can_use_is_named_with_what_it_would_need() -> None:
+    hardware = replace(machine(cores=4), unusable_gpus=("NVIDIA GeForce RTX 4070",))
+    plan = select_plan(hardware, model(), Preferences())
+    assert plan.device == "CPU"
+    assert "no GPU engine for the NVIDIA GeForce RTX 4070" in plan.reason
+    assert "CUDA" in plan.reason and "CPU engine only" in plan.reason
+
+
+def test_gpus_are_found_in_sysfs_without_a_gpu_library(tmp_path: Path) -> None:
+    for card, vendor in (("card0", "0x8086"), ("card1", "0x10de"), ("card2", "0x1002")):
+        (tmp_path / card / "device").mkdir(parents=True)
+        (tmp_path / card / "device" / "vendor").write_text(vendor + "\n")
+    (tmp_path / "card1-HDMI-A-1").mkdir()  # a connector, not a card
+    assert system_gpu_names(tmp_path) == ("NVIDIA GPU", "AMD GPU")  # integrated Intel graphics left out
+    assert system_gpu_names(tmp_path / "missing") == ()
