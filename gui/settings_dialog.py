@@ -47,7 +47,7 @@ class SettingsDialog(QDialog):
             self.device.addItem(label, key)
         keys = [key for key, _ in DEVICES]
         self.device.setCurrentIndex(keys.index(settings.device) if settings.device in keys else 0)
-        self.threads = _spin(1, max_threads, settings.n_threads, automatic="Automatic (measured)")
+        self.threads = _spin(1, max_threads, settings.n_threads, automatic="Automatic (one per core, measured in the background)")
         self.context = _spin(512, 131072, settings.context_length, step=512, automatic="Automatic (4,096)")
         self.cache = _spin(0, 65536, settings.state_cache_mb, step=256)
         self.cache.setSuffix(" MB")

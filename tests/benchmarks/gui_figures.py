@@ -29,7 +29,6 @@ sys.path.insert(0, str(REPO))
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui.app import build_ui, shut_down  # noqa: E402
-from gui.preferences import cpu_signature  # noqa: E402
 from inference.hardware import CpuFacts, probe_hardware  # noqa: E402
 from inference.session import ModelChoice  # noqa: E402
 from model_store.settings import Settings, SettingsStore  # noqa: E402
@@ -47,7 +46,7 @@ def wait_until(app: QApplication, condition, timeout_s: float = 120) -> None:
 def open_window(model: Path, home: Path, **settings):
     store = SettingsStore(home / "settings.json")
     cpu = CpuFacts.probe()
-    store.save(Settings(measured_threads={cpu_signature(cpu): cpu.physical_cores}, **settings))
+    store.save(Settings(n_threads=cpu.physical_cores, **settings))  # a fixed count: no measuring in the background
     choice = ModelChoice(path=model, display_name=model.stem)
     ui = build_ui(choose_model=lambda: choice, probe_hardware=probe_hardware, settings=store,
                   conversations_file=home / "conversations.db")

@@ -23,7 +23,6 @@ from PySide6.QtCore import QObject, QTimer, Slot  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui.app import build_ui  # noqa: E402
-from gui.preferences import cpu_signature  # noqa: E402
 from inference.hardware import CpuFacts, probe_hardware  # noqa: E402
 from inference.session import ModelChoice  # noqa: E402
 from model_store.settings import Settings, SettingsStore  # noqa: E402
@@ -52,7 +51,7 @@ def main() -> None:
     app = QApplication(sys.argv)
     cpu = CpuFacts.probe()
     settings = SettingsStore(args.home / "settings.json")
-    settings.save(Settings(max_tokens=400, temperature=0.9, measured_threads={cpu_signature(cpu): cpu.physical_cores}))
+    settings.save(Settings(max_tokens=400, temperature=0.9, n_threads=cpu.physical_cores))
     choice = ModelChoice(path=args.model, display_name="long")
     ui = build_ui(choose_model=lambda: choice, probe_hardware=probe_hardware, settings=settings,
                   conversations_file=args.home / "conversations.db")
