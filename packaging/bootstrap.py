@@ -71,7 +71,9 @@ def ensure_environment(*, with_tests: bool) -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     say("Installing Hearth's dependencies (the first time takes several minutes) ...")
     pip(python, "install", "--upgrade", "pip")
-    pip(python, "install", str(llama_cpp_wheel(python)))
+    wheel = str(llama_cpp_wheel(python))
+    pip(python, "install", "--force-reinstall", "--no-deps", wheel)  # same version, other build: replace it
+    pip(python, "install", wheel)
     pip(python, "install", "-r", str(APP_REQUIREMENTS))
     if with_tests:
         pip(python, "install", "-r", str(TEST_REQUIREMENTS))
@@ -99,37 +101,60 @@ def ensure_system_packages(packages: dict[str, str]) -> None:
 
 
 def llama_cpp_wheel(python: Path) -> Path:
-    """A llama-cpp-python wheel for this machine, built once and cached."""
-    flags = cpu_build_flags()
+    """A llama-cpp-python wheel for this machine, built once and cached.
+
+    The first build that works is kept: on x86-64 the one with every CPU
+    variant, else (an old compiler, say) the single portable one.
+    """
+    builds = build_flag_sets()
+    for flags in builds:
+        cache = wheel_cache_folder(flags)
+        existing = sorted(cache.glob("llama_cpp_python-*.whl"))
+        if existing:
+            return existing[-1]
+    for number, flags in enumerate(builds, 1):
+        cache = wheel_cache_folder(flags)
+        say("Building the llama.cpp engine (once; 6 to 20 minutes, cached afterwards) ...")
+        cache.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, CMAKE_ARGS=" ".join(flags), CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
+        command = ["wheel", "--no-deps", "--no-cache-dir", "-w", str(cache), f"llama-cpp-python=={LLAMA_CPP_VERSION}"]
+        if number < len(builds):
+            if pip_succeeds(python, *command, env=env):
+                return sorted(cache.glob("llama_cpp_python-*.whl"))[-1]
+            say("That build failed; building the single portable variant instead ...")
+            continue
+        pip(python, *command, env=env)
+    return sorted(wheel_cache_folder(builds[-1]).glob("llama_cpp_python-*.whl"))[-1]
+
+
+def wheel_cache_folder(flags: list[str]) -> Path:
+    """Where the wheel built with ``flags`` is kept."""
     key = hashlib.sha256(" ".join(flags).encode()).hexdigest()[:12]
-    cache = wheel_cache_dir() / f"llama-cpp-python-{LLAMA_CPP_VERSION}-{platform.machine()}-{key}"
-    existing = sorted(cache.glob("llama_cpp_python-*.whl"))
-    if existing:
-        return existing[-1]
-    say("Building the llama.cpp engine for this computer (once; about 5 minutes) ...")
-    cache.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, CMAKE_ARGS=" ".join(flags), CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
-    pip(python, "wheel", "--no-deps", "--no-cache-dir", "-w", str(cache), f"llama-cpp-python=={LLAMA_CPP_VERSION}", env=env)
-    return sorted(cache.glob("llama_cpp_python-*.whl"))[-1]
+    return wheel_cache_dir() / f"llama-cpp-python-{LLAMA_CPP_VERSION}-{platform.machine()}-{key}"
 
 
-def cpu_build_flags() -> list[str]:
-    """CMake flags for a portable llama.cpp build.
+def build_flag_sets() -> list[list[str]]:
+    """CMake flags to try, best first.
 
     Never a native build: it would not run on other machines, and on CPUs
-    with AMX tiles it crashes on the first token. x86-64 gets the widest
-    common instruction set this CPU supports (AVX2+FMA+F16C, else AVX).
+    with AMX tiles it crashes on the first token. On x86-64 the CPU backend
+    is built in every variant llama.cpp knows (SSE4.2 … AVX-512, as loadable
+    libraries next to the others), and Hearth picks the best safe one for
+    the CPU it finds at run time (inference/cpu_backends.py). The fallback
+    is one portable build with the widest common instruction set of this CPU.
     """
-    flags = ["-DGGML_NATIVE=OFF", "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
-    flags.append("-DLLAVA_BUILD=OFF")  # no multimodal models yet: skips a third of the build
+    common = ["-DGGML_NATIVE=OFF", "-DLLAVA_BUILD=OFF"]  # no multimodal models yet: a third less to build
+    portable = [*common, "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return flags
+        return [portable]
     cpu = cpu_features()
     avx2 = {"avx2", "fma", "f16c"} <= cpu or not cpu  # unknown CPU (not Linux): assume a post-2013 one
     avx = avx2 or "avx" in cpu
     for name, enabled in (("AVX", avx), ("AVX2", avx2), ("FMA", avx2), ("F16C", avx2), ("AVX512", False)):
-        flags.append(f"-DGGML_{name}={'ON' if enabled else 'OFF'}")
-    return flags
+        portable.append(f"-DGGML_{name}={'ON' if enabled else 'OFF'}")
+    # CMAKE_INSTALL_BINDIR: the variant libraries go next to libllama, where Hearth looks for them.
+    variants = [*common, "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON", "-DCMAKE_INSTALL_BINDIR=llama_cpp/lib"]
+    return [variants, portable]
 
 
 def cpu_features() -> set[str]:
@@ -159,7 +184,7 @@ def wheel_cache_dir() -> Path:
 
 def install_fingerprint(*, with_tests: bool) -> dict[str, str]:
     """What the environment must match: requirement files, engine build flags, this script."""
-    parts = [APP_REQUIREMENTS.read_bytes(), " ".join(cpu_build_flags()).encode(), Path(__file__).read_bytes()]
+    parts = [APP_REQUIREMENTS.read_bytes(), repr(build_flag_sets()).encode(), Path(__file__).read_bytes()]
     fingerprint = {"python": platform.python_version(), "app": hashlib.sha256(b"\0".join(parts)).hexdigest()}
     if with_tests:
         fingerprint["test"] = hashlib.sha256(TEST_REQUIREMENTS.read_bytes()).hexdigest()
@@ -178,6 +203,12 @@ def read_stamp() -> dict[str, str]:
 def venv_python() -> Path:
     """The environment's Python executable."""
     return VENV / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def pip_succeeds(python: Path, *args: str, env: dict[str, str] | None = None) -> bool:
+    """Run pip in the environment; return whether it worked."""
+    command = [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args]
+    return subprocess.run(command, env=env, cwd=REPO).returncode == 0
 
 
 def pip(python: Path, *args: str, env: dict[str, str] | None = None) -> None:
