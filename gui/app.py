@@ -144,6 +144,7 @@ def run_app(
     models: ModelServices | None = None,
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
+    _keep_bundle_libraries_to_ourselves()
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Hearth")
     app.setApplicationDisplayName("Hearth")
@@ -162,6 +163,22 @@ def run_app(
     code = app.exec()
     instance.release()
     return code
+
+
+def _keep_bundle_libraries_to_ourselves() -> None:
+    """In the frozen app, programs the window starts (a browser for a link) must not load the bundle's Qt.
+
+    PyInstaller's launcher points LD_LIBRARY_PATH at the bundle. The dynamic
+    loader read it when this process started, so dropping it here changes only
+    what child processes see; the engine process is the bundle's own program,
+    whose launcher sets it again.
+    """
+    if getattr(sys, "frozen", False) and sys.platform.startswith("linux"):
+        original = os.environ.pop("LD_LIBRARY_PATH_ORIG", None)
+        if original is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = original
 
 
 def _log_start_time() -> None:
