@@ -16,7 +16,8 @@ d. with ``--deb`` (needs root or password-less sudo, Xvfb and xdotool): the
    screenshot, then ``apt-get remove`` and ``purge``: nothing of Hearth's left
    outside the user's own data;
 e. the window's start-up report (``HEARTH_STARTUP_REPORT``): shown within the
-   time budget, and no torch, transformers or accelerate imported on the way.
+   time budget, and no torch, transformers or accelerate imported on the way;
+f. with ``--deb``: lintian reports no error and no warning.
 
 Prints one line per check and a JSON summary last; exits 1 when a check fails.
 Standard library only, so it runs with the system's Python.
@@ -25,6 +26,7 @@ Standard library only, so it runs with the system's Python.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -71,6 +73,7 @@ def main() -> int:
     ]
     if args.deb:
         checks.append(("d_deb", lambda: check_deb(args.deb, args.shots, budget_s=args.startup_budget)))
+        checks.append(("f_lintian", lambda: check_lintian(args.deb)))
     results, failed = {}, []
     for name, check in checks:
         started = time.monotonic()
@@ -217,13 +220,33 @@ def check_deb(deb: Path, shots: Path, *, budget_s: float) -> dict:
     return {"install_s": round(install_s, 1), "self_test": self_test, **window, "user_files_kept": len(data)}
 
 
+def check_lintian(deb: Path) -> dict:
+    """lintian reports no error and no warning (overrides: packaging/linux/lintian-overrides)."""
+    if shutil.which("lintian") is None:
+        raise CheckFailed("lintian is not installed (apt-get install lintian)")
+    result = subprocess.run(["lintian", "--display-info", str(deb)], capture_output=True, text=True, timeout=1200)
+    tags = re.findall(r"^([EWI]): \S+: (\S+)", result.stdout, re.MULTILINE)
+    bad = sorted({f"{level}: {tag}" for level, tag in tags if level in "EW"})
+    if bad or result.returncode != 0:
+        raise CheckFailed(f"lintian: {', '.join(bad) or result.stderr[-500:]}")
+    return {"infos": len(tags)}
+
+
 def use_installed_window(home: Path, shots: Path, *, budget_s: float) -> dict:
-    """Start ``/usr/bin/hearth`` on a fresh X display, type a message, wait for the answer, screenshot."""
+    """Start ``/usr/bin/hearth`` on a fresh X display, type a message, wait for the answer, screenshot.
+
+    Then search models (File › Models…) on a local server that speaks the
+    Hub's API (``tests/hub_server.py``): the frozen app's Hub client, which
+    loads most of its modules by name, has to reach it.
+    """
+    hub = local_hub(home)
+    hub.__enter__()
     display = free_display()
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     report_file = home / "startup.json"
-    env = clean_env(HOME=str(home), DISPLAY=display, HEARTH_STARTUP_REPORT=str(report_file))
+    env = clean_env(HOME=str(home), DISPLAY=display, HEARTH_STARTUP_REPORT=str(report_file),
+                    HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1")
     env.pop("QT_QPA_PLATFORM", None)
     app = window_manager = None
     try:
@@ -249,12 +272,25 @@ def use_installed_window(home: Path, shots: Path, *, budget_s: float) -> dict:
         shots.mkdir(parents=True, exist_ok=True)
         shot = shots / "installed-window.png"
         subprocess.run(["import", "-window", "root", str(shot)], env=env, check=True, timeout=60)
-        return {**startup, "window_class": "Hearth", "answer_chars": answered(database), "screenshot": str(shot)}
+        xdo("key", "ctrl+m")  # File › Models…, its search box focused
+        time.sleep(2.0)
+        xdo("type", "--delay", "40", "gemma")
+        xdo("key", "Return")
+        searched = lambda: any(path == "/api/models" for _, path, _ in hub.log)  # noqa: E731
+        wait_until(searched, 60, "the model manager's search never reached the (local) Hub")
+        time.sleep(2.0)
+        if app.poll() is not None:
+            raise CheckFailed(f"the app exited with {app.returncode} while searching the Hub")
+        hub_shot = shots / "installed-models.png"
+        subprocess.run(["import", "-window", "root", str(hub_shot)], env=env, check=True, timeout=60)
+        return {**startup, "window_class": "Hearth", "answer_chars": answered(database), "screenshot": str(shot),
+                "hub_requests": len(hub.log), "hub_screenshot": str(hub_shot)}
     finally:
         for process in (app, window_manager):
             if process is not None:
                 stop(process)
         stop(xvfb)
+        hub.__exit__(None, None, None)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -287,10 +323,25 @@ def root_prefix() -> list[str]:
 
 
 def apt(sudo: list[str], *args: str) -> None:
+    """Run apt-get non-interactively; a failure fails the check with apt's output."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     result = subprocess.run([*sudo, "apt-get", *args], capture_output=True, text=True, env=env, timeout=600)
     if result.returncode != 0:
         raise CheckFailed(f"apt-get {args[0]} failed: {result.stdout[-1000:]}{result.stderr[-1000:]}")
+
+
+def local_hub(folder: Path):
+    """A server speaking the Hub's API (tests/hub_server.py, standard library only) with one small GGUF repo."""
+    spec = importlib.util.spec_from_file_location("hearth_hub_server", REPO / "tests" / "hub_server.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    model = folder / "served" / "tiny-gemma-Q4_K_M.gguf"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"GGUF" + bytes(4092))
+    repo = module.HubRepo(id="smoke-test/tiny-gemma-GGUF", files=[module.HubFile("tiny-gemma-Q4_K_M.gguf", model)],
+                          downloads=1234)
+    return module.HubServer([repo])
 
 
 def package_state(sudo: list[str]) -> str:
@@ -358,6 +409,7 @@ def start(command: list[str], *, env: dict[str, str], log: Path) -> subprocess.P
 
 
 def wait_until(condition, timeout_s: float, message: str) -> None:
+    """Poll ``condition`` until it is true; fail the check with ``message`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -378,6 +430,7 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def free_display() -> str:
+    """An X display number (``:99`` or above) that no X server uses."""
     number = 99
     while Path(f"/tmp/.X11-unix/X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists():
         number += 1
@@ -385,6 +438,7 @@ def free_display() -> str:
 
 
 def last_json_line(text: str) -> dict:
+    """The last line of ``text`` that is a JSON object; empty when there is none."""
     for line in reversed(text.strip().splitlines()):
         try:
             value = json.loads(line)
@@ -396,6 +450,7 @@ def last_json_line(text: str) -> dict:
 
 
 def read(path: Path) -> str:
+    """The file's text; empty when it cannot be read (yet)."""
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -403,6 +458,7 @@ def read(path: Path) -> str:
 
 
 def newest(paths) -> Path | None:
+    """The most recently modified of ``paths``; None when there is none."""
     paths = sorted(paths, key=lambda path: path.stat().st_mtime)
     return paths[-1] if paths else None
 

@@ -114,6 +114,7 @@ def make_deb(bundle: Path, version: str, dist: Path, *, python: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="hearth-deb-") as scratch:
         root = Path(scratch) / "root"
         stage_tree(root, bundle, version, python=python)
+        validate_desktop_files(root)
         normalize_permissions(root)
         depends = shared_library_depends(root / INSTALL_DIR, Path(scratch))
         write_control(root, version, depends)
@@ -139,6 +140,26 @@ def stage_tree(root: Path, bundle: Path, version: str, *, python: Path) -> None:
     manual = (HERE / "hearth.1").read_text(encoding="utf-8").replace("@VERSION@", version)
     write_gzip(share / "man" / "man1" / "hearth.1.gz", manual.encode())
     copy(HERE / "lintian-overrides", share / "lintian" / "overrides" / PACKAGE)
+
+
+def validate_desktop_files(root: Path) -> None:
+    """Run ``desktop-file-validate`` and ``appstreamcli validate`` where installed; stop on an error.
+
+    Raises:
+        SystemExit: a validator reported an error (its output says which).
+    """
+    share = root / "usr" / "share"
+    checks = [
+        ["desktop-file-validate", str(share / "applications" / f"{APP_ID}.desktop")],
+        ["appstreamcli", "validate", "--no-net", str(share / "metainfo" / f"{APP_ID}.metainfo.xml")],
+    ]
+    for command in checks:
+        if shutil.which(command[0]) is None:
+            print(f"[hearth] {command[0]} is not installed: not checked (Debian: desktop-file-utils, appstream).")
+            continue
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"{command[0]} found errors:\n{result.stdout}{result.stderr}")
 
 
 def render_icons(python: Path, hicolor: Path) -> None:
@@ -255,6 +276,7 @@ def changelog_date(version: str) -> str:
 
 
 def file_md5(path: Path) -> str:
+    """Hex MD5 of a file, as ``DEBIAN/md5sums`` lists it."""
     digest = hashlib.md5()
     with path.open("rb") as file:
         while block := file.read(1 << 20):
@@ -263,11 +285,13 @@ def file_md5(path: Path) -> str:
 
 
 def copy(source: Path, target: Path) -> None:
+    """Copy a file, creating the target's folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
 
 
 def write(target: Path, text: str) -> None:
+    """Write UTF-8 text, creating the target's folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
 

@@ -145,6 +145,7 @@ def self_test_speed(command: list[str], tokens: int) -> float:
 
 
 def folder_bytes(folder: Path) -> int:
+    """Bytes in the regular files below ``folder``, links not counted."""
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
 
 
