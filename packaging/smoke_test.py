@@ -42,8 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DIST = REPO / "dist"
 APP_ID = "io.github.hearth.Hearth"
-# Process start to window shown, for the installed app. Measured about 1.5-3 s on a contended 2-core VM.
-STARTUP_BUDGET_S = 8.0
+# Process start to window shown. Measured 0.3-0.6 s on this 2-core VM when quiet, up to 1.5 s while
+# two llama.cpp builds ran beside it; the budget leaves room for slower machines and CI runners.
+STARTUP_BUDGET_S = 5.0
 FORBIDDEN_MODULES = ("torch", "transformers", "accelerate")
 SELF_TEST_TIMEOUT_S = 300
 REPLY_TIMEOUT_S = 180
