@@ -11,7 +11,8 @@ b. the ``.tar.gz`` unpacked into a temporary folder and run from there with an
    empty ``HOME`` and no network (``unshare``; said so when unavailable);
 c. ``ldd`` over every ELF program and library in the bundle: nothing "not found";
 d. with ``--deb`` (needs root or password-less sudo, Xvfb and xdotool): the
-   package installed with apt, ``/usr/bin/hearth --self-test``, the real window
+   package installed with apt, ``/usr/bin/hearth --self-test`` (as ``nobody`` when
+   run as root), the real window
    started from the launcher under Xvfb, a message typed and answered, a
    screenshot, then ``apt-get remove`` and ``purge``: nothing of Hearth's left
    outside the user's own data;
@@ -197,7 +198,8 @@ def check_deb(deb: Path, shots: Path, *, budget_s: float) -> dict:
             if not path.exists():
                 raise CheckFailed(f"the package did not install {path}")
         with tempfile.TemporaryDirectory(prefix="hearth-user-") as home:
-            self_test = check_self_test(Path("/usr/bin/hearth"), env=clean_env(HOME=home), home=Path(home))
+            self_test = check_self_test(Path("/usr/bin/hearth"), env=clean_env(HOME=home), home=Path(home),
+                                        prefix=unprivileged_prefix(Path(home)))
         with tempfile.TemporaryDirectory(prefix="hearth-user-") as home:
             window = use_installed_window(Path(home), shots, budget_s=budget_s)
             data = sorted(str(path.relative_to(home)) for path in Path(home).rglob("*") if path.is_file())
@@ -312,6 +314,14 @@ def offline_prefix() -> tuple[list[str], str]:
         if shutil.which("unshare") and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
             return prefix, " ".join(prefix)
     return [], "not isolated (unshare is not available here)"
+
+
+def unprivileged_prefix(home: Path) -> list[str]:
+    """As root, run as ``nobody`` (who then owns ``home``): users are not root, and /opt/hearth is read-only to them."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        return []
+    shutil.chown(home, "nobody", "nogroup")
+    return ["runuser", "-u", "nobody", "--", "env", f"HOME={home}"]  # runuser would set nobody's own HOME
 
 
 def root_prefix() -> list[str]:
