@@ -95,7 +95,7 @@ def main() -> int:
 
 def check_self_test(program: Path, *, env: dict[str, str] | None = None, prefix: list[str] | None = None,
                     home: Path | None = None) -> dict:
-    """``program --self-test`` in a fresh profile: exit 0 and at least one token."""
+    """``program --self-test`` in a fresh profile: one JSON line, exit 0 and at least one token."""
     with tempfile.TemporaryDirectory(prefix="hearth-smoke-") as scratch:
         command = [*(prefix or []), str(program), "--self-test"]
         if home is None and env is None:
@@ -103,6 +103,8 @@ def check_self_test(program: Path, *, env: dict[str, str] | None = None, prefix:
         result = subprocess.run(command, capture_output=True, text=True, timeout=SELF_TEST_TIMEOUT_S,
                                 env=env if env is not None else clean_env())
         report = last_json_line(result.stdout)
+        if len(result.stdout.strip().splitlines()) != 1:
+            raise CheckFailed(f"{program} --self-test should print one JSON line, not {result.stdout[-500:]!r}")
         if result.returncode != 0 or not report.get("ok") or report.get("tokens", 0) < 1:
             raise CheckFailed(f"{program} --self-test exited {result.returncode}: {result.stdout[-500:]}"
                               f"{result.stderr[-1500:]}")
