@@ -31,6 +31,13 @@ PACKAGE = "hearth"
 INSTALL_DIR = Path("opt") / PACKAGE
 MAINTAINER = "The Hearth developers <hearth@users.noreply.github.com>"
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)
+# What the bundled Qt (xcb, Wayland, EGL/GLX plugins) links to: dpkg-shlibdeps needs these on the build machine.
+QT_SYSTEM_PACKAGES = (
+    "libxcb-cursor0", "libxkbcommon-x11-0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-image0", "libxcb-render-util0",
+    "libxcb-randr0", "libxcb-shape0", "libxcb-xfixes0", "libxcb-sync1", "libxcb-xkb1", "libxcb-glx0", "libxcb-util1",
+    "libx11-xcb1", "libxkbcommon0", "libegl1", "libgl1", "libwayland-client0", "libwayland-cursor0",
+    "libwayland-egl1", "libfontconfig1", "libdbus-1-3",
+)
 SUMMARY = "chat with language models on your own computer"
 DESCRIPTION = """\
 Hearth is a private chat app for large language models that run locally,
@@ -224,7 +231,8 @@ def shared_library_depends(bundle: Path, scratch: Path) -> str:
     result = subprocess.run(command, cwd=scratch, capture_output=True, text=True)
     if result.returncode != 0:
         missing = sorted(set(re.findall(r"cannot find library (\S+)", result.stderr)))
-        hint = f" Install the packages that provide {', '.join(missing)} and build again." if missing else ""
+        hint = (f" Install the packages that provide {', '.join(missing)} and build again (Debian/Ubuntu: "
+                f"sudo apt-get install {' '.join(QT_SYSTEM_PACKAGES)})." if missing else "")
         errors = "\n".join(line for line in result.stderr.splitlines() if "error" in line)
         raise SystemExit(f"dpkg-shlibdeps failed:{hint}\n{errors[-3000:]}")
     match = re.search(r"^shlibs:Depends=(.*)$", result.stdout, re.MULTILINE)
