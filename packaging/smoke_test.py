@@ -20,7 +20,8 @@ e. the window's start-up report (``HEARTH_STARTUP_REPORT``): shown within the
    time budget, and no torch, transformers or accelerate imported on the way;
 f. with ``--deb``: lintian reports no error and no warning.
 
-Prints one line per check and a JSON summary last; exits 1 when a check fails.
+Prints one line per check (PASS, FAIL, or SKIP when a tool is missing) and a JSON
+summary last; exits 1 when a check fails.
 Standard library only, so it runs with the system's Python.
 """
 
@@ -57,6 +58,10 @@ class CheckFailed(AssertionError):
     """A smoke-test check found something wrong; the message says what."""
 
 
+class CheckSkipped(Exception):
+    """A check that cannot run here (a tool is missing); the message says what to install."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Smoke-test Hearth's Linux bundle and installers.")
     parser.add_argument("--bundle", type=Path, default=DIST / "hearth")
@@ -79,13 +84,16 @@ def main() -> int:
     results, failed = {}, []
     for name, check in checks:
         started = time.monotonic()
+        verdict = "PASS"
         try:
             results[name] = {"ok": True, **check()}
+        except CheckSkipped as exc:
+            results[name], verdict = {"ok": None, "skipped": str(exc)}, "SKIP"
         except (CheckFailed, subprocess.SubprocessError, OSError) as exc:
-            results[name] = {"ok": False, "error": str(exc)}
+            results[name], verdict = {"ok": False, "error": str(exc)}, "FAIL"
             failed.append(name)
         results[name]["seconds"] = round(time.monotonic() - started, 1)
-        print(f"{'PASS' if name not in failed else 'FAIL'} {name}: {json.dumps(results[name])}", flush=True)
+        print(f"{verdict} {name}: {json.dumps(results[name])}", flush=True)
     print(json.dumps({"ok": not failed, "failed": failed, **results}))
     return 1 if failed else 0
 
@@ -228,7 +236,7 @@ def check_deb(deb: Path, shots: Path, *, budget_s: float) -> dict:
 def check_lintian(deb: Path) -> dict:
     """lintian reports no error and no warning (overrides: packaging/linux/lintian-overrides)."""
     if shutil.which("lintian") is None:
-        raise CheckFailed("lintian is not installed (apt-get install lintian)")
+        raise CheckSkipped("lintian is not installed (apt-get install lintian)")
     result = subprocess.run(["lintian", "--display-info", str(deb)], capture_output=True, text=True, timeout=1200)
     tags = re.findall(r"^([EWI]): \S+: (\S+)", result.stdout, re.MULTILINE)
     bad = sorted({f"{level}: {tag}" for level, tag in tags if level in "EW"})
