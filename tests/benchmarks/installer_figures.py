@@ -15,7 +15,10 @@ Needs a build (``python3 packaging/build.py``) and, for the installed app, root
   install's (``.venv/bin/python main.py``), fresh profiles, interleaved, median of N;
 - ``decode_vs_source``: ``--self-test --tokens 64`` tokens/s of the installed app divided
   by the source install's, interleaved, median of N;
-- ``decode_vs_best_native``: left to the engine work (see :func:`decode_vs_best_native`).
+- ``decode_vs_best_native``: the installed app's ``--self-test --tokens N`` tokens/s divided by
+  llama.cpp's own ``llama-bench`` (tg N, flash attention as its default "auto" sets it) built
+  natively minus AMX from the same vendored source (``tests/benchmarks/native_llama.py``),
+  same model and thread count, interleaved, median of N; with the CPU variant each used.
 
 Without root the bundle in ``dist/hearth`` stands in for the installed app
 (``"app": "bundle"``). The last line printed is one JSON object.
@@ -27,6 +30,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -48,13 +52,15 @@ def _load_smoke_test():
 
 
 smoke = _load_smoke_test()
+sys.path.insert(0, str(REPO))
+from tests.benchmarks.native_llama import build_llama_bench, llama_bench_decode  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Measure Hearth's Linux installer.")
     parser.add_argument("--deb", type=Path, default=smoke.newest(DIST.glob("hearth_*_amd64.deb")))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tokens", type=int, default=64, help="tokens each --self-test generates (its --tokens)")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens each --self-test generates (its --tokens)")
     args = parser.parse_args()
 
     bundle = DIST / "hearth"
@@ -76,12 +82,16 @@ def main() -> int:
         figures["app"] = "installed" if installed else "bundle"
         figures["cold_start_window_s"] = round(start_to_window(app), 2)
         source = [str(SOURCE_PYTHON), str(REPO / "main.py")]
-        app_starts, source_starts, app_speeds, source_speeds = [], [], [], []
+        bench, model = build_llama_bench(SOURCE_PYTHON), builtin_model_file(source)
+        app_starts, source_starts, app_speeds, source_speeds, native_speeds = [], [], [], [], []
         for _ in range(args.runs):  # interleaved, so that a busy moment of the machine hits both sides
             app_starts.append(start_to_window(app))
             source_starts.append(start_to_window(source))
-            app_speeds.append(self_test_speed(app, args.tokens))
-            source_speeds.append(self_test_speed(source, args.tokens))
+            app_report = self_test(app, args.tokens)
+            app_speeds.append(float(app_report["tokens_per_s"]))
+            source_speeds.append(float(self_test(source, args.tokens)["tokens_per_s"]))
+            native = llama_bench_decode(bench, model, threads=app_threads(app_report), tokens=args.tokens)
+            native_speeds.append(native["tokens_per_s"])
         figures.update({
             "start_window_s": round(statistics.median(app_starts), 2),
             "source_start_window_s": round(statistics.median(source_starts), 2),
@@ -89,7 +99,10 @@ def main() -> int:
             "tokens_per_s": round(statistics.median(app_speeds), 2),
             "source_tokens_per_s": round(statistics.median(source_speeds), 2),
             "decode_vs_source": round(statistics.median(app_speeds) / statistics.median(source_speeds), 2),
-            "decode_vs_best_native": decode_vs_best_native(app),
+            "native_tokens_per_s": round(statistics.median(native_speeds), 2),
+            "decode_vs_best_native": round(statistics.median(app_speeds) / statistics.median(native_speeds), 2),
+            "app_cpu_variant": app_report["cpu_variant"],
+            "native_build": "llama-bench, GGML_NATIVE minus AMX, same vendored llama.cpp",
             "runs": args.runs,
             "tokens": args.tokens,
             "load_average": round(os.getloadavg()[0], 1),
@@ -101,14 +114,17 @@ def main() -> int:
     return 0
 
 
-def decode_vs_best_native(app: list[str]) -> float | None:
-    """Hook for the engine work: the app's decode speed divided by native ``llama-bench`` (tg) on the same model.
+def builtin_model_file(source: list[str]) -> Path:
+    """The built-in model as a GGUF file for llama-bench: installed by the source app's self-test in a scratch home."""
+    home = Path(tempfile.mkdtemp(prefix="hearth-figures-model-"))
+    subprocess.run([*source, "--self-test", "--home", str(home)], capture_output=True, check=True, cwd=REPO)
+    return next((home / "data" / "models" / "builtin").glob("*.gguf"))
 
-    Returns None until then. To add: build llama-bench from the same vendored
-    llama.cpp as the wheel, run it on the built-in model with the thread count
-    the app chose, and divide the app's ``--self-test`` tokens/s by its figure.
-    """
-    return None
+
+def app_threads(report: dict) -> int:
+    """The thread count the app's self-test ran with (its plan's reason says it)."""
+    match = re.search(r"(\d+) threads?", report.get("reason", ""))
+    return int(match.group(1)) if match else os.cpu_count() or 1
 
 
 def install(deb: Path) -> float:
@@ -133,15 +149,15 @@ def start_to_window(command: list[str]) -> float:
             smoke.stop(process)
 
 
-def self_test_speed(command: list[str], tokens: int) -> float:
-    """Decode tokens/s reported by ``--self-test --tokens N`` with a fresh profile."""
+def self_test(command: list[str], tokens: int) -> dict:
+    """The JSON report of ``--self-test --tokens N`` with a fresh profile."""
     with tempfile.TemporaryDirectory(prefix="hearth-figures-") as home:
         result = subprocess.run([*command, "--self-test", "--tokens", str(tokens)], capture_output=True, text=True, timeout=600,
                                 env=smoke.clean_env(HOME=home), cwd=REPO)
         report = smoke.last_json_line(result.stdout)
         if result.returncode != 0 or not report.get("ok"):
             raise SystemExit(f"{command[0]} --self-test failed: {result.stdout[-500:]}{result.stderr[-500:]}")
-        return float(report["tokens_per_s"])
+        return report
 
 
 def folder_bytes(folder: Path) -> int:
