@@ -351,12 +351,18 @@ def apt(sudo: list[str], *args: str) -> None:
         raise CheckFailed(f"apt-get {args[0]} failed: {result.stdout[-1000:]}{result.stderr[-1000:]}")
 
 
+def load_module(name: str, path: Path):
+    """Import a standard-library-only file of the repository by path (``packaging`` is also a PyPI package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def local_hub(folder: Path):
     """A server speaking the Hub's API (tests/hub_server.py, standard library only) with one small GGUF repo."""
-    spec = importlib.util.spec_from_file_location("hearth_hub_server", REPO / "tests" / "hub_server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = load_module("hearth_hub_server", REPO / "tests" / "hub_server.py")
     model = folder / "served" / "tiny-gemma-Q4_K_M.gguf"
     model.parent.mkdir(parents=True, exist_ok=True)
     model.write_bytes(b"GGUF" + bytes(4092))
@@ -382,14 +388,8 @@ def hearth_paths() -> set[str]:
 
 
 def elf_files(folder: Path) -> list[Path]:
-    """Every ELF file below ``folder`` (symlinks not followed)."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as file:
-                if file.read(4) == b"\x7fELF":
-                    found.append(path)
-    return found
+    """Every ELF file below ``folder`` (symlinks not followed): the Linux recipe's own list."""
+    return load_module("hearth_packaging_linux", REPO / "packaging" / "linux" / "package.py").elf_files(folder)
 
 
 def answered(database: Path) -> int:
