@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
-from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from inference.engine import EngineOptions
 
 log = logging.getLogger(__name__)
-
-CHUNK_INTERVAL_S = 0.03  # reply text reaches the parent at most ~33 times a second (the window draws every 30 ms)
 
 
 def serve(conn: Connection, cancel, options: EngineOptions) -> None:
@@ -72,31 +68,13 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
                 if engine is None:
                     raise RuntimeError("no model is loaded")
                 stream = engine.stream_chat(messages, params=params, cancel=cancel)
-                _send_coalesced(conn, request_id, stream)
+                for text in stream:
+                    conn.send(("chunk", request_id, text))
                 conn.send(("done", request_id, stream.stats))
             except Exception as exc:  # noqa: BLE001
                 _send_error(conn, request_id, exc)
     if engine is not None:
         engine.close()
-
-
-def _send_coalesced(conn: Connection, request_id: int, chunks: Iterable[str]) -> None:
-    """Send text as ``chunk`` messages: the first at once, then at most one per ``CHUNK_INTERVAL_S``.
-
-    Each message wakes the parent process, which on a machine with few cores
-    takes the CPU from a llama.cpp thread that the others then wait for.
-    """
-    pending: list[str] = []
-    last_sent = None
-    for text in chunks:
-        pending.append(text)
-        now = time.monotonic()
-        if last_sent is None or now - last_sent >= CHUNK_INTERVAL_S:
-            conn.send(("chunk", request_id, "".join(pending)))
-            pending.clear()
-            last_sent = now
-    if pending:
-        conn.send(("chunk", request_id, "".join(pending)))
 
 
 def _send_error(conn: Connection, request_id: int | None, exc: Exception) -> None:

@@ -103,6 +103,8 @@ class ProcessEngine:
         if self._process is None:
             raise GenerationError("No model is loaded.")
         self._cancel.clear()
+        if cancel is not None and cancel.is_set():
+            self._cancel.set()  # a reply already waits: the engine must see it before it starts measuring
         self._conn.send(("tune_threads", list(candidates), then_use))
         reply = self._receive(cancel)
         self._cancel.clear()
