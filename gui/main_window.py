@@ -28,7 +28,7 @@ from gui.inference_worker import LoadRequest, ModelReady, ReplyRequest, ThreadsC
 from gui.preferences import cpu_signature, engine_preferences, sampling_params
 from gui.settings_dialog import SettingsDialog
 from gui.sidebar import Sidebar
-from inference.engine import ReplyStats, SamplingParams
+from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.errors import describe_error
 from inference.hardware import CpuFacts
 from inference.session import ModelChoice
@@ -38,6 +38,19 @@ from model_store.settings import Settings, SettingsStore
 from model_store.store_writer import StoreWriter
 
 UNDO_DELETE_MS = 10_000
+
+
+def engine_tooltip(plan: ExecutionPlan, chat_format: str, *, threads: str = "") -> str:
+    """Why the model runs where it does, the CPU kernels in use, the thread choice and the chat format."""
+    lines = [plan.reason]
+    if threads:
+        lines.append(threads)
+    if plan.device == "CPU" and plan.cpu_variant:
+        kernels = "built into this llama.cpp" if plan.cpu_variant == "built-in" else \
+            f"{plan.cpu_variant} (the best of llama.cpp's builds that this processor runs safely)"
+        lines.append(f"CPU kernels: {kernels}.")
+    lines.append(f"Chat format: {chat_format}.")
+    return "\n".join(lines)
 
 
 class MainWindow(QMainWindow):
@@ -293,7 +306,7 @@ class MainWindow(QMainWindow):
         self._model = ready
         self.model_label.setText(ready.display_name)
         self.engine_label.setText(ready.plan.summary())
-        self.engine_label.setToolTip(f"{ready.plan.reason}\nChat format: {ready.chat_format}.")
+        self.engine_label.setToolTip(engine_tooltip(ready.plan, ready.chat_format))
         self.status_message.setText(f"Ready · loaded in {ready.load_s:.1f} s")
         self.demo_notice.setVisible(ready.is_demo and not self._settings.demo_notice_dismissed)
         self.panel.set_model(ready.display_name)  # last: a waiting message's reply starts here
@@ -314,8 +327,8 @@ class MainWindow(QMainWindow):
         if self._model is not None:
             self._model = replace(self._model, plan=chosen.plan)
             self.engine_label.setText(chosen.plan.summary())
-            self.engine_label.setToolTip(f"{chosen.plan.reason}\nThreads, measured since: {chosen.reason}\n"
-                                         f"Chat format: {self._model.chat_format}.")
+            self.engine_label.setToolTip(engine_tooltip(chosen.plan, self._model.chat_format,
+                                                        threads=f"Threads, measured since: {chosen.reason}"))
 
     @Slot(str)
     def on_engine_stopped(self, reason: str) -> None:

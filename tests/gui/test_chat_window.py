@@ -139,6 +139,7 @@ def test_a_reply_streams_into_the_window(qtbot, chat) -> None:
     assert window.demo_notice.isVisible()
     assert "llama.cpp" in window.engine_label.text() and "CPU" in window.engine_label.text()
     assert "thread" in window.engine_label.text()
+    assert "CPU kernels: " in window.engine_label.toolTip()  # which of llama.cpp's CPU builds runs here
 
     with qtbot.waitSignal(events.reply_finished, timeout=60_000) as finished:
         send(qtbot, window, "What is the capital of Japan?")
