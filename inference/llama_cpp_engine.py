@@ -1,9 +1,9 @@
 """The llama.cpp engine (llama-cpp-python): quantized GGUF models on the CPU or a GPU.
 
-It drives ``Llama.generate`` directly rather than the high-level completion
+It runs its own decode loop (token_loop) rather than the high-level completion
 API: that API re-decodes the whole reply on every token, while here each
 token's bytes are decoded once and stop strings are matched on a bounded tail.
-``generate`` reuses the KV cache for the prompt prefix shared with the
+The loop reuses the KV cache for the prompt prefix shared with the
 previous call, so a conversation's next turn only evaluates its new tokens;
 when the prompt belongs to another conversation, the current KV state is
 saved to a RAM-capped LRU cache first, and restored when its conversation
@@ -29,8 +29,9 @@ from inference.errors import ContextOverflowError, GenerationError, ModelLoadErr
 from inference.gguf_info import GgufInfo, looks_instruction_tuned
 from inference.llama_vocab import token_text
 from inference.reply_loop import ReplyLimits, stream_reply
-from inference.sampler_chain import SamplerSettings, build_sampler
+from inference.sampler_chain import Pick, SamplerSettings, make_pick
 from inference.state_cache import PrefixStateCache, common_prefix_length
+from inference.token_loop import generate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +40,8 @@ ENGINE_NAME = "llama.cpp"
 SAVE_STATE_MIN_DISCARD = 64
 # Leave at least this much of the window for the reply when fitting a long conversation.
 MIN_REPLY_ROOM = 256
-
-
-class HearthLlama(llama_cpp.Llama):
-    """``Llama`` with Hearth's sampler chain (same choices, the repeat penalty made cheap: see sampler_chain)."""
-
-    def _init_sampler(self, **options) -> llama_cpp._internals.LlamaSampler:
-        if options.get("logits_processor") or options.get("grammar") or options.get("mirostat_mode"):
-            return super()._init_sampler(**options)
-        settings = SamplerSettings(
-            temperature=options.get("temp", 0.8),
-            top_k=options.get("top_k", 40),
-            top_p=options.get("top_p", 0.95),
-            min_p=options.get("min_p", 0.05),
-            typical_p=options.get("typical_p", 1.0),
-            repeat_penalty=options.get("repeat_penalty", 1.0),
-            frequency_penalty=options.get("frequency_penalty", 0.0),
-            presence_penalty=options.get("presence_penalty", 0.0),
-            penalty_last_n=self.last_n_tokens_size,
-            seed=self._seed,
-        )
-        return build_sampler(settings, n_vocab=self._n_vocab)
+# Tokens decoded once after loading, so the first reply runs at full speed.
+WARM_UP_TOKENS = 2
 
 
 class LlamaCppEngine:
@@ -94,7 +76,7 @@ class LlamaCppEngine:
         started = time.perf_counter()
         self.cpu_variant = load_cpu_backend(wanted=self._cpu_variant_wanted).variant
         try:
-            self._llama = HearthLlama(
+            self._llama = llama_cpp.Llama(
                 model_path=str(info.path),
                 n_ctx=self.plan.n_ctx,
                 n_threads=self.plan.n_threads,
@@ -110,7 +92,7 @@ class LlamaCppEngine:
                 f"llama.cpp could not load {info.path.name}: {exc}. The file may be damaged "
                 "or made for a newer version of llama.cpp."
             ) from exc
-        self._count_evaluated_tokens()
+        self._warm_up()
         vocab = self._llama._model.vocab
         tokens = SpecialTokens(
             bos=token_text(vocab, self._llama.token_bos()),
@@ -187,7 +169,8 @@ class LlamaCppEngine:
                 break
             llama_cpp.llama_set_n_threads(llama._ctx.ctx, threads, threads)
             llama.reset()
-            generated = llama.generate(prompt, temp=0.0)
+            greedy = self._pick_for(SamplingParams(temperature=0.0, repeat_penalty=1.0))
+            generated = generate_tokens(llama, prompt, greedy, on_evaluated=self._count_evaluated)
             try:
                 next(generated)  # the first token includes the prompt: not decode speed
                 started = time.perf_counter()
@@ -219,15 +202,41 @@ class LlamaCppEngine:
 
     # --------------------------------------------------------------- internals
 
-    def _count_evaluated_tokens(self) -> None:
-        """Wrap ``Llama.eval`` (through which every decode passes) to count tokens."""
-        original_eval = self._llama.eval
+    def _warm_up(self) -> None:
+        """Decode a few tokens once and forget them, as llama.cpp's own tools do after loading.
 
-        def counting_eval(tokens: Sequence[int]) -> None:
-            self.evaluated_tokens += len(tokens)
-            original_eval(tokens)
+        The first reply then runs at full speed: the weights are paged in and
+        the compute threads and their buffers exist.
+        """
+        llama = self._llama
+        bos = llama.token_bos()
+        greedy = self._pick_for(SamplingParams(temperature=0.0, repeat_penalty=1.0))
+        tokens = generate_tokens(llama, [max(bos, 0)], greedy, on_evaluated=lambda _count: None)
+        for _token, _ in zip(tokens, range(WARM_UP_TOKENS)):
+            pass
+        tokens.close()
+        llama._ctx.kv_cache_clear()
+        llama.reset()
 
-        self._llama.eval = counting_eval
+    def _count_evaluated(self, tokens: int) -> None:
+        self.evaluated_tokens += tokens
+
+    def _pick_for(self, params: SamplingParams) -> Pick:
+        """How the reply for ``params`` chooses its tokens."""
+        llama = self._llama
+        settings = SamplerSettings(
+            temperature=params.temperature,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            typical_p=1.0,
+            repeat_penalty=params.repeat_penalty,
+            frequency_penalty=0.0,
+            presence_penalty=0.0,
+            penalty_last_n=llama.last_n_tokens_size,
+            seed=llama._seed if params.seed is None else params.seed,
+        )
+        return make_pick(settings, llama._ctx.ctx, llama.n_vocab())
 
     def _tokenize(self, messages: Sequence[Message]) -> list[int]:
         prompt = self._format.render(messages)
@@ -303,17 +312,8 @@ class LlamaReplyStream:
     def __iter__(self) -> Iterator[str]:
         engine = self._engine
         llama = engine._llama
-        params = self._params
-        if params.seed is not None:
-            llama.set_seed(params.seed)
-        tokens = llama.generate(
-            self._prompt_tokens,
-            temp=params.temperature,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            repeat_penalty=params.repeat_penalty,
-        )
+        tokens = generate_tokens(llama, self._prompt_tokens, engine._pick_for(self._params),
+                                 on_evaluated=engine._count_evaluated)
         try:
             yield from stream_reply(
                 tokens,

@@ -12,13 +12,25 @@ logits has at least ``k`` unpenalised tokens above it before and after the
 penalty, so it could never be among the top ``k`` that the chain keeps (or,
 for greedy decoding with ``k = 1``, be the winner). The chain after the
 penalty is llama-cpp-python's own.
+
+Greedy decoding skips the chain altogether (:class:`GreedyPick`): an argmax
+over the logits in place, with the penalties applied only to the few tokens
+they concern, picks the same token without building a 262,144-entry
+candidate array on every step.
 """
 
 from __future__ import annotations
 
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import llama_cpp
+import numpy as np
 from llama_cpp import _internals as internals
+
+
+Pick = Callable[[], int]  # chooses the next token from the logits of the last decode
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,15 @@ def prefilter_size(settings: SamplerSettings, n_vocab: int) -> int:
     return min(n_vocab, kept + settings.penalty_last_n)
 
 
+def make_pick(settings: SamplerSettings, ctx: llama_cpp.llama_context_p, n_vocab: int) -> Pick:
+    """How one reply chooses its tokens: :class:`GreedyPick` at temperature 0, the sampler chain otherwise."""
+    if settings.temperature == 0:
+        return GreedyPick(ctx, n_vocab, settings)
+    sampler = build_sampler(settings, n_vocab=n_vocab)
+    # llama_sampler_sample also accepts the token (the penalties remember it); the closure keeps the chain alive.
+    return lambda: llama_cpp.llama_sampler_sample(sampler.sampler, ctx, -1)
+
+
 def build_sampler(settings: SamplerSettings, *, n_vocab: int) -> internals.LlamaSampler:
     """A llama.cpp sampler chain for ``settings``: pre-filter, penalties, then the usual order."""
     sampler = internals.LlamaSampler()
@@ -79,3 +100,58 @@ def build_sampler(settings: SamplerSettings, *, n_vocab: int) -> internals.Llama
         sampler.add_temp(settings.temperature)
         sampler.add_dist(settings.seed)
     return sampler
+
+
+class GreedyPick:
+    """The highest logit after llama.cpp's penalties, read straight from the context's logits.
+
+    Call it after each decode; it returns the token and remembers it for the
+    penalties, as llama.cpp's penalties sampler does with accepted tokens.
+    """
+
+    def __init__(self, ctx: llama_cpp.llama_context_p, n_vocab: int, settings: SamplerSettings) -> None:
+        self._ctx = ctx
+        self._n_vocab = n_vocab
+        self._settings = settings
+        window = settings.penalty_last_n if settings.penalised and settings.penalty_last_n > 0 else 0
+        self._recent: deque[int] = deque(maxlen=window or None)
+        self._counts: Counter[int] = Counter()
+        self._window = window
+
+    def __call__(self) -> int:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
+        best = int(logits.argmax())
+        if best in self._counts:
+            best = self._best_with_penalties(logits)
+        if self._window:
+            self._remember(best)
+        return best
+
+    def _best_with_penalties(self, logits: np.ndarray) -> int:
+        """The winner once penalties lower the logits of recent tokens (float32, as llama.cpp computes)."""
+        settings = self._settings
+        ids = np.fromiter(self._counts.keys(), dtype=np.int64, count=len(self._counts))
+        counts = np.fromiter(self._counts.values(), dtype=np.float32, count=len(self._counts))
+        original = logits[ids].copy()
+        repeat = np.float32(settings.repeat_penalty)
+        penalised = np.where(original <= 0, original * repeat, original / repeat)
+        penalised -= counts * np.float32(settings.frequency_penalty) + np.float32(settings.presence_penalty)
+        logits[ids] = -np.inf  # for a moment: the best token no penalty touches
+        try:
+            unpenalised = int(logits.argmax())
+            unpenalised_logit = logits[unpenalised]  # -inf if every token of the vocabulary is penalised
+        finally:
+            logits[ids] = original
+        strongest = int(penalised.argmax())
+        if penalised[strongest] > unpenalised_logit:
+            return int(ids[strongest])
+        return unpenalised
+
+    def _remember(self, token: int) -> None:
+        if len(self._recent) == self._window:
+            dropped = self._recent[0]
+            self._counts[dropped] -= 1
+            if not self._counts[dropped]:
+                del self._counts[dropped]
+        self._recent.append(token)
+        self._counts[token] += 1

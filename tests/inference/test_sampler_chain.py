@@ -1,4 +1,4 @@
-"""Hearth's sampler chain picks the same tokens as llama-cpp-python's own, on the real built-in model."""
+"""Hearth's token picks (the chain, and greedy straight from the logits) are llama-cpp-python's own, on the real model."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import llama_cpp
 import pytest
 
 from inference.cpu_backends import load_cpu_backend
-from inference.llama_cpp_engine import HearthLlama
-from inference.sampler_chain import SamplerSettings, prefilter_size
+from inference.sampler_chain import SamplerSettings, make_pick, prefilter_size
+from inference.token_loop import generate_tokens
 
 VOCAB = 262_144
 
@@ -39,26 +39,42 @@ def test_no_prefilter_where_it_would_change_the_result() -> None:
     "options",
     [
         dict(temp=0.0, repeat_penalty=1.3),
+        dict(temp=0.0, repeat_penalty=1.0),
+        dict(temp=0.0, repeat_penalty=1.5, frequency_penalty=0.3, presence_penalty=0.2),
         dict(temp=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.3),
         dict(temp=1.2, top_k=10, top_p=1.0, min_p=0.0, repeat_penalty=1.5, frequency_penalty=0.2),
     ],
-    ids=["greedy", "defaults", "hot"],
+    ids=["greedy", "greedy-no-penalty", "greedy-all-penalties", "defaults", "hot"],
 )
 def test_same_tokens_as_llama_cpp_python(builtin_model_path: Path, options: dict) -> None:
     """Every token of a 64-token reply, penalised and sampled with a fixed seed, is the one the stock chain picks."""
     load_cpu_backend()  # this test process loads models itself, as the engine process does
+    llama = llama_cpp.Llama(model_path=str(builtin_model_path), n_ctx=512, n_threads=2, seed=7, verbose=False)
+    try:
+        prompt = llama.tokenize(b"The three best things about the sea are", add_bos=True)
+        stock = first_tokens(llama.generate(prompt, **options))
+        llama.reset()
+        hearth_settings = settings(
+            temperature=options["temp"], top_k=options.get("top_k", 40), top_p=options.get("top_p", 0.95),
+            min_p=options.get("min_p", 0.05), repeat_penalty=options["repeat_penalty"],
+            frequency_penalty=options.get("frequency_penalty", 0.0),
+            presence_penalty=options.get("presence_penalty", 0.0), seed=7,
+        )
+        pick = make_pick(hearth_settings, llama._ctx.ctx, llama.n_vocab())
+        hearth = first_tokens(generate_tokens(llama, prompt, pick, on_evaluated=lambda n: None))
+        unpenalised = first_tokens(llama.generate(prompt, temp=0.0, repeat_penalty=1.0))
+    finally:
+        llama.close()
+    assert hearth == stock
+    if options["temp"] == 0 and options["repeat_penalty"] != 1.0:
+        assert hearth != unpenalised  # the penalties changed some picks: that path was exercised
 
-    def reply(model_class) -> list[int]:
-        llama = model_class(model_path=str(builtin_model_path), n_ctx=512, n_threads=2, seed=7, verbose=False)
-        try:
-            prompt = llama.tokenize(b"The three best things about the sea are", add_bos=True)
-            tokens = []
-            for token in llama.generate(prompt, **options):
-                tokens.append(token)
-                if len(tokens) == 64:
-                    break
-            return tokens
-        finally:
-            llama.close()
 
-    assert reply(HearthLlama) == reply(llama_cpp.Llama)
+def first_tokens(tokens, count: int = 64) -> list[int]:
+    picked = []
+    for token in tokens:
+        picked.append(token)
+        if len(picked) == count:
+            break
+    tokens.close()
+    return picked
