@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from itertools import islice
 
 import llama_cpp
 
@@ -42,6 +43,8 @@ SAVE_STATE_MIN_DISCARD = 64
 MIN_REPLY_ROOM = 256
 # Tokens decoded once after loading, so the first reply runs at full speed.
 WARM_UP_TOKENS = 2
+# Plain greedy decoding, for measurements and the warm-up.
+GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
 
 
 class LlamaCppEngine:
@@ -169,8 +172,7 @@ class LlamaCppEngine:
                 break
             llama_cpp.llama_set_n_threads(llama._ctx.ctx, threads, threads)
             llama.reset()
-            greedy = self._pick_for(SamplingParams(temperature=0.0, repeat_penalty=1.0))
-            generated = generate_tokens(llama, prompt, greedy, on_evaluated=self._count_evaluated)
+            generated = generate_tokens(llama, prompt, self._pick_for(GREEDY), on_evaluated=self._count_evaluated)
             try:
                 next(generated)  # the first token includes the prompt: not decode speed
                 started = time.perf_counter()
@@ -210,9 +212,8 @@ class LlamaCppEngine:
         """
         llama = self._llama
         bos = llama.token_bos()
-        greedy = self._pick_for(SamplingParams(temperature=0.0, repeat_penalty=1.0))
-        tokens = generate_tokens(llama, [max(bos, 0)], greedy, on_evaluated=lambda _count: None)
-        for _token, _ in zip(tokens, range(WARM_UP_TOKENS)):
+        tokens = generate_tokens(llama, [max(bos, 0)], self._pick_for(GREEDY), on_evaluated=lambda _count: None)
+        for _token in islice(tokens, WARM_UP_TOKENS):
             pass
         tokens.close()
         llama._ctx.kv_cache_clear()
