@@ -76,6 +76,10 @@ def model_chooser(paths: AppPaths, model_file: Path | None):
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--probe-gpus"]:  # the frozen app's GPU probe process (inference/hardware.py)
+        from inference.gpu_probe import main as probe_gpus
+
+        return probe_gpus()
     args = parse_args(argv)
     paths = AppPaths.under(args.home) if args.home else AppPaths.for_current_user()
     paths.create()

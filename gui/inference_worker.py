@@ -20,9 +20,9 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from inference.engine import EngineOptions, ExecutionPlan, ReplyStats, SamplingParams
-from inference.errors import EngineCrashedError, describe_error
-from inference.hardware import CpuFacts, Hardware
-from inference.selector import Preferences
+from inference.errors import EngineCrashedError, GenerationError, describe_error
+from inference.hardware import CpuFacts, GpuDevice, Hardware
+from inference.selector import Preferences, fewer_gpu_layers
 from inference.session import LoadedModel, ModelChoice, open_model
 from inference.thread_tuning import (
     SlowReplyWatch,
@@ -69,6 +69,7 @@ class ModelReady:
     plan: ExecutionPlan
     chat_format: str
     load_s: float
+    gpus: tuple[GpuDevice, ...] = ()  # the GPUs the engines here can use (Settings lists them)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,8 @@ class InferenceWorker(QObject):
             self.model_loading.emit("Preparing the model…")
             choice = request.choice or self._choose_model()
             self._last_load = replace(request, choice=choice)
-            self.model_loading.emit(f"Loading {choice.display_name or choice.path.name}…")
+            name = choice.display_name or choice.path.name
+            self.model_loading.emit(f"Loading {name}…")
             hardware = self._probe_hardware()
             key = measurement_key(choice.path.name, _file_size(choice.path))
             stored = request.measured.get(key)
@@ -168,6 +170,7 @@ class InferenceWorker(QObject):
                 request.prefs,
                 measured_threads=stored.threads if stored else None,
                 options=EngineOptions(state_cache_bytes=request.state_cache_bytes, cache_dir=self._cache_dir),
+                on_plan=lambda plan: self.model_loading.emit(loading_message(name, plan)),
             )
         except Exception as exc:  # noqa: BLE001 - every failure is reported; the app stays up
             log.exception("Loading the model failed")
@@ -183,6 +186,7 @@ class InferenceWorker(QObject):
                 plan=loaded.engine.plan,
                 chat_format=loaded.engine.chat_format_name,
                 load_s=loaded.load_s,
+                gpus=hardware.llama_gpus or hardware.gpus,
             )
         )
         if loaded.plan.device == "CPU" and not request.prefs.n_threads:
@@ -215,8 +219,9 @@ class InferenceWorker(QObject):
             if pending:
                 self.reply_chunk.emit(request.request_id, "".join(pending))
             self.reply_failed.emit(request.request_id, describe_error(exc))
-            if isinstance(exc, EngineCrashedError):
-                self._recover(str(exc))
+            on_gpu = self._loaded is not None and self._loaded.plan.device != "CPU"
+            if isinstance(exc, EngineCrashedError) or (on_gpu and isinstance(exc, GenerationError)):
+                self._recover(str(exc), gpu_failed=on_gpu)
             else:
                 log.exception("Generation failed")
                 self._after_reply(None)
@@ -337,13 +342,34 @@ class InferenceWorker(QObject):
             self._watch = SlowReplyWatch(decision.tokens_per_s)
         self.threads_measured.emit(ThreadsChosen(self._model_key, measured, loaded.engine.plan, decision.reason))
 
-    def _recover(self, reason: str) -> None:
-        """The engine died: say so, then load the same model again in a fresh process."""
+    def _recover(self, reason: str, *, gpu_failed: bool = False) -> None:
+        """The engine died (or the GPU failed): say so, then load the model again in a fresh process.
+
+        After a GPU failure (out of memory, say) the reload puts half the layers
+        on the GPU, or none once there is nothing left to halve.
+        """
         log.error("%s Reloading the model.", reason)
+        request = self._last_load
+        if gpu_failed and self._loaded is not None and request is not None:
+            fewer = fewer_gpu_layers(self._loaded.plan, reason)
+            request = replace(request, prefs=replace(request.prefs, gpu_layer_cap=fewer.n_gpu_layers if fewer else 0))
+            reason += " Hearth reloads the model with less of it on the GPU."
+            self.close_model()
         self.engine_stopped.emit(reason)
         self._loaded = None
-        if self._last_load is not None:
-            self.load_model(self._last_load)
+        if request is not None:
+            self.load_model(request)
+
+
+def loading_message(name: str, plan: ExecutionPlan) -> str:
+    """What the window says while ``name`` loads as ``plan`` says."""
+    if plan.engine == "torch" and plan.device != "CPU":
+        return f"Preparing the GPU for {name}… (the first time takes longest)"
+    if plan.partly_on_gpu:
+        return f"Loading {name}: {plan.n_gpu_layers} of {plan.n_layers} layers on the {plan.gpu_name or plan.device}…"
+    if plan.device != "CPU":
+        return f"Loading {name} on the {plan.gpu_name or plan.device}…"
+    return f"Loading {name}…"
 
 
 def _default_tuner(cpu: CpuFacts) -> ThreadTuner:

@@ -45,7 +45,7 @@ def engine_tooltip(plan: ExecutionPlan, chat_format: str, *, threads: str = "") 
     lines = [plan.reason]
     if threads:
         lines.append(threads)
-    if plan.device == "CPU" and plan.cpu_variant:
+    if (plan.device == "CPU" or plan.partly_on_gpu) and plan.cpu_variant:
         kernels = "built into this llama.cpp" if plan.cpu_variant == "built-in" else \
             f"{plan.cpu_variant} (the best of llama.cpp's builds that this processor runs safely)"
         lines.append(f"CPU kernels: {kernels}.")
@@ -273,7 +273,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_settings(self) -> None:
         """Show the Settings dialog and apply what the user chose."""
-        dialog = SettingsDialog(self._settings, max_threads=self._cpu.logical_cores, parent=self)
+        gpus = self._model.gpus if self._model else ()
+        dialog = SettingsDialog(self._settings, max_threads=self._cpu.logical_cores, gpus=gpus, parent=self)
         if dialog.exec():
             self.apply_settings(dialog.result_settings())
 

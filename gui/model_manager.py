@@ -39,7 +39,7 @@ from model_store.recommended import RECOMMENDED
 from model_store.registry import InstalledModel, ModelRegistry
 
 ROLE = Qt.ItemDataRole.UserRole
-VERDICT_MARKS = {"gpu": "✔ GPU", "cpu": "✔ CPU", "too_big": "✘ too big", "no_disk": "✘ no disk space"}
+VERDICT_MARKS = {"gpu": "✔ GPU", "gpu_partial": "✔ GPU, partly", "cpu": "✔ CPU", "too_big": "✘ too big", "no_disk": "✘ no disk space"}
 
 
 class ModelManager(QDialog):

@@ -9,8 +9,9 @@ from model_store.settings import Settings
 
 
 def engine_preferences(settings: Settings) -> Preferences:
-    """Device, threads and context length as the execution selector takes them."""
-    return Preferences(device=settings.device, n_threads=settings.n_threads, context_length=settings.context_length)
+    """Device, GPU, layers, threads and context length as the execution selector takes them."""
+    return Preferences(device=settings.device, n_threads=settings.n_threads, context_length=settings.context_length,
+                       n_gpu_layers=settings.n_gpu_layers, gpu=settings.gpu)
 
 
 def sampling_params(settings: Settings) -> SamplingParams:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.sampling_fields import SamplingFields
+from inference.hardware import GpuDevice
 from model_store.settings import Settings
 
 DEVICES = [("auto", "Automatic (GPU when the model fits, else CPU)"), ("cpu", "CPU"), ("gpu", "GPU")]
@@ -33,10 +34,29 @@ def _spin(minimum: int, maximum: int, value: int | None, *, step: int = 1, autom
     return box
 
 
+def _gpu_choice(gpus: tuple[GpuDevice, ...], chosen: str | None) -> QComboBox:
+    """Automatic, then each GPU with its free memory; a saved GPU that is not there now stays listed as such."""
+    box = QComboBox()
+    box.addItem("Automatic (the one with the most free memory)" if gpus else "No GPU Hearth can use was found", None)
+    for gpu in gpus:
+        box.addItem(f"{gpu.name} ({gpu.free_bytes / (1 << 30):.1f} GB free)", gpu.key)
+    if chosen and chosen not in [gpu.key for gpu in gpus]:
+        box.addItem(f"{chosen.rsplit('#', 1)[0]} (not found now)", chosen)
+    box.setCurrentIndex(max(box.findData(chosen), 0) if chosen else 0)
+    return box
+
+
 class SettingsDialog(QDialog):
     """Edits a copy of the settings; :meth:`result_settings` returns it after OK."""
 
-    def __init__(self, settings: Settings, *, max_threads: int, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_threads: int,
+        gpus: tuple[GpuDevice, ...] = (),
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setAccessibleName("Settings")
@@ -49,11 +69,19 @@ class SettingsDialog(QDialog):
         self.device.setCurrentIndex(keys.index(settings.device) if settings.device in keys else 0)
         self.threads = _spin(1, max_threads, settings.n_threads, automatic="Automatic (one per core, measured in the background)")
         self.context = _spin(512, 131072, settings.context_length, step=512, automatic="Automatic (4,096)")
+        self.gpu = _gpu_choice(gpus, settings.gpu)
+        self.gpu_layers = _spin(0, 999, settings.n_gpu_layers, automatic="Automatic (as many as fit)")
+        self.gpu_layers.setToolTip("How many of the model's layers llama.cpp puts on the GPU; the rest run on the "
+                                   "CPU. 0 keeps the model off the GPU.")
+        for widget in (self.gpu, self.gpu_layers):
+            widget.setEnabled(bool(gpus))
         self.cache = _spin(0, 65536, settings.state_cache_mb, step=256)
         self.cache.setSuffix(" MB")
         engine_box = QGroupBox("Where models run (applies when the model reloads)")
         engine_form = QFormLayout(engine_box)
         engine_form.addRow("Device", self.device)
+        engine_form.addRow("GPU", self.gpu)
+        engine_form.addRow("GPU layers", self.gpu_layers)
         engine_form.addRow("CPU threads", self.threads)
         engine_form.addRow("Context length (tokens)", self.context)
         engine_form.addRow("Memory for other conversations", self.cache)
@@ -67,7 +95,8 @@ class SettingsDialog(QDialog):
         self.seed = _spin(0, 2**31 - 1, settings.seed, automatic="Random")
         self.seed.setAccessibleName("Seed")
         sampling_form.addRow("Seed", self.seed)
-        for label, widget in (("Device", self.device), ("CPU threads", self.threads),
+        for label, widget in (("Device", self.device), ("GPU", self.gpu), ("GPU layers", self.gpu_layers),
+                              ("CPU threads", self.threads),
                               ("Context length", self.context), ("Memory for other conversations", self.cache)):
             widget.setAccessibleName(label)
 
@@ -88,6 +117,8 @@ class SettingsDialog(QDialog):
         return replace(
             self._settings,
             device=self.device.currentData(),
+            gpu=self.gpu.currentData(),
+            n_gpu_layers=automatic(self.gpu_layers),
             n_threads=automatic(self.threads),
             context_length=automatic(self.context),
             state_cache_mb=self.cache.value(),

@@ -108,7 +108,7 @@ def load_cpu_backend(folder: Path | None = None, *, wanted: str | None = None) -
     found = variant_files(folder)
     if not found:
         return CpuBackend("built-in")
-    ggml = _loaded_ggml()
+    ggml = loaded_ggml()
     if ggml is None:
         raise ModelLoadError("llama.cpp's core library was not found next to its CPU engines; reinstall Hearth.")
     if ggml.ggml_backend_reg_by_name(b"CPU"):
@@ -161,7 +161,7 @@ def _close_library(library: ctypes.CDLL) -> None:
         pass
 
 
-def _loaded_ggml() -> ctypes.CDLL | None:
+def loaded_ggml() -> ctypes.CDLL | None:
     """The ggml library that llama.cpp itself uses (not a second copy of it), or None if not found.
 
     Wheels cannot hold symlinks, so ``libggml.so`` and ``libggml.so.0`` are two

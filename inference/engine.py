@@ -55,9 +55,18 @@ class ExecutionPlan:
     torch_device: str = ""
     memory_bytes: int = 0
     cpu_variant: str = ""  # llama.cpp's CPU kernels, known once the engine has loaded (e.g. "zen4")
+    n_layers: int = 0  # the model's repeating layers (what n_gpu_layers counts), when known
+    main_gpu: int = 0  # llama.cpp's number of the GPU to use (gpu_backends.offload_targets)
+
+    @property
+    def partly_on_gpu(self) -> bool:
+        """Some of the model's layers run on the GPU and the rest on the CPU."""
+        return self.device != "CPU" and 0 < self.n_gpu_layers < self.n_layers
 
     def summary(self) -> str:
         """Short form for the status bar, e.g. ``llama.cpp · CPU · 2 threads``."""
+        if self.partly_on_gpu:
+            return f"{self.engine} · {self.gpu_name or self.device} · {self.n_gpu_layers}/{self.n_layers} layers"
         if self.device != "CPU":
             return f"{self.engine} · {self.gpu_name or self.device}"
         threads = f"{self.n_threads} thread{'s' if self.n_threads != 1 else ''}"

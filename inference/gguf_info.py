@@ -54,6 +54,7 @@ class GgufInfo:
     data_end: int
     metadata: dict[str, Any] = field(repr=False)
     parameter_count: int = 0
+    block_bytes: int = 0  # bytes of the repeating layers' tensors (``blk.N.*``): what GPU offload moves layer by layer
 
     @property
     def architecture(self) -> str:
@@ -240,10 +241,13 @@ def _parse(path: Path, buffer: mmap.mmap, size: int) -> GgufInfo:
 
     data_size = 0
     parameters = 0
+    block_bytes = 0
     for _ in range(tensor_count):
-        elements, end = _read_tensor_info(reader, path.name)
-        parameters += elements
-        data_size = max(data_size, end)
+        tensor = _read_tensor_info(reader, path.name)
+        parameters += tensor.elements
+        data_size = max(data_size, tensor.offset + tensor.size)
+        if tensor.name.startswith("blk."):
+            block_bytes += tensor.size
 
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0:
@@ -263,14 +267,23 @@ def _parse(path: Path, buffer: mmap.mmap, size: int) -> GgufInfo:
         data_end=data_end,
         metadata=metadata,
         parameter_count=parameters,
+        block_bytes=block_bytes,
     )
 
 
-def _read_tensor_info(reader: _Reader, name: str) -> tuple[int, int]:
-    """Read one tensor's description; return its element count and where its data ends."""
+@dataclass(frozen=True)
+class _TensorInfo:
+    name: str
+    elements: int
+    offset: int
+    size: int
+
+
+def _read_tensor_info(reader: _Reader, name: str) -> _TensorInfo:
+    """Read one tensor's description: its name, element count, data offset and size in bytes."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    reader.skip_string()
+    tensor_name = reader.string()
     n_dims = reader.scalar("<I")
     if not 1 <= n_dims <= _MAX_DIMS:
         raise CorruptModelError(f"{name} describes a tensor with {n_dims} dimensions; the file is damaged.")
@@ -287,4 +300,4 @@ def _read_tensor_info(reader: _Reader, name: str) -> tuple[int, int]:
         ) from exc
     if elements % block_size:
         raise CorruptModelError(f"{name} has a tensor whose size does not fit its type; the file is damaged.")
-    return elements, offset + elements // block_size * type_size
+    return _TensorInfo(tensor_name, elements, offset, elements // block_size * type_size)

@@ -1,10 +1,11 @@
 """What this computer can run models on: CPU, memory and GPUs.
 
 Cheap facts (cores, instruction sets, RAM) are read directly. GPUs are asked
-of torch, but only when the installed torch was built with a GPU backend (read
-from ``torch/version.py`` without importing torch), and then in a separate
-short-lived process: importing torch costs 1-2 s and initialising a GPU
-driver can hang or crash, neither of which may touch the app.
+of llama.cpp (when its build has a GPU backend library) and of torch (when
+the installed torch was built with a GPU backend, read from
+``torch/version.py`` without importing torch), in a separate short-lived
+process (``inference/gpu_probe.py``): importing torch costs 1-2 s and
+initialising a GPU driver can hang or crash, neither of which may touch the app.
 """
 
 from __future__ import annotations
@@ -51,13 +52,19 @@ class CpuFacts:
 
 @dataclass(frozen=True)
 class GpuDevice:
-    """One GPU and its memory, as torch reports it."""
+    """One GPU and its memory, as torch or llama.cpp reports it."""
 
-    backend: str  # "cuda", "rocm", "mps" or "xpu"
-    index: int
+    backend: str  # torch: "cuda", "rocm", "mps" or "xpu"; llama.cpp: its backend's name ("CUDA", "Vulkan"…)
+    index: int  # torch's device number, or llama.cpp's main_gpu number
     name: str
     total_bytes: int
     free_bytes: int
+    integrated: bool = False  # shares the system's memory (an APU's or a laptop's built-in GPU)
+
+    @property
+    def key(self) -> str:
+        """What Settings stores to name this GPU: its name and number, e.g. ``NVIDIA H200#0``."""
+        return f"{self.name}#{self.index}"
 
     @property
     def torch_device(self) -> str:
@@ -73,8 +80,9 @@ class Hardware:
     cpu: CpuFacts
     ram_total_bytes: int
     ram_available_bytes: int
-    gpus: tuple[GpuDevice, ...] = ()
+    gpus: tuple[GpuDevice, ...] = ()  # what torch can use
     llama_gpu_offload: bool = False
+    llama_gpus: tuple[GpuDevice, ...] = ()  # what llama.cpp can offload to, numbered as its main_gpu counts
     torch_gpu_backends: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     # GPUs the operating system reports that no installed engine can use (e.g. "NVIDIA H200").
@@ -87,23 +95,32 @@ def probe_hardware() -> Hardware:
 
     memory = psutil.virtual_memory()
     backends = torch_gpu_backends()
-    gpus: tuple[GpuDevice, ...] = ()
+    probed = GpuProbe()
     notes: list[str] = []
-    if backends:
-        gpus, note = probe_gpus_in_subprocess()
+    llama_gpu_build = llama_has_gpu_backend()
+    if backends or llama_gpu_build:
+        probed, note = probe_gpus_in_subprocess()
         if note:
             notes.append(note)
-    offload = llama_supports_gpu_offload()
     return Hardware(
         cpu=CpuFacts.probe(),
         ram_total_bytes=memory.total,
         ram_available_bytes=memory.available,
-        gpus=gpus,
-        llama_gpu_offload=offload,
+        gpus=probed.torch,
+        llama_gpu_offload=bool(probed.llama),
+        llama_gpus=probed.llama,
         torch_gpu_backends=backends,
         notes=tuple(notes),
-        unusable_gpus=() if gpus or offload else system_gpu_names(),
+        unusable_gpus=() if probed.torch or probed.llama else system_gpu_names(),
     )
+
+
+@dataclass(frozen=True)
+class GpuProbe:
+    """The GPUs each engine can use, as the probe process found them."""
+
+    torch: tuple[GpuDevice, ...] = ()
+    llama: tuple[GpuDevice, ...] = ()
 
 
 def cpu_features() -> set[str]:
@@ -178,26 +195,43 @@ def torch_gpu_backends() -> tuple[str, ...]:
     return tuple(found)
 
 
-def probe_gpus_in_subprocess(timeout_s: float = GPU_PROBE_TIMEOUT_S) -> tuple[tuple[GpuDevice, ...], str]:
-    """GPUs as torch sees them, asked in a child process; returns (gpus, note about a failure)."""
-    command = [sys.executable, "-m", "inference.gpu_probe"]
+def probe_gpus_in_subprocess(timeout_s: float = GPU_PROBE_TIMEOUT_S) -> tuple[GpuProbe, str]:
+    """GPUs as llama.cpp and torch see them, asked in a child process; returns them and a note about a failure."""
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=root)
-        rows = json.loads(result.stdout.strip().splitlines()[-1])
+        result = subprocess.run(gpu_probe_command(), capture_output=True, text=True, timeout=timeout_s, env=env,
+                                cwd=root)
+        found = json.loads(result.stdout.strip().splitlines()[-1])
+        probe = GpuProbe(torch=tuple(GpuDevice(**row) for row in found["torch"]),
+                         llama=tuple(GpuDevice(**row) for row in found["llama"]))
     except subprocess.TimeoutExpired:
-        return (), f"Looking for GPUs took over {timeout_s:.0f} s and was abandoned."
-    except (OSError, ValueError, IndexError) as exc:
+        return GpuProbe(), f"Looking for GPUs took over {timeout_s:.0f} s and was abandoned."
+    except (OSError, ValueError, IndexError, KeyError, TypeError) as exc:
         log.warning("GPU probe failed: %s", exc)
-        return (), "Looking for GPUs failed; see the log."
-    return tuple(GpuDevice(**row) for row in rows), ""
+        return GpuProbe(), "Looking for GPUs failed; see the log."
+    for note in found.get("notes", []):
+        log.warning("GPU probe: %s", note)
+    return probe, ""
 
 
-def llama_supports_gpu_offload() -> bool:
-    """Whether the installed llama-cpp-python was built with a GPU backend (CUDA, Metal, Vulkan…)."""
-    try:
-        import llama_cpp
-    except ImportError:
+def gpu_probe_command() -> list[str]:
+    """How to start the GPU probe: the module from source, the app itself with ``--probe-gpus`` when frozen."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--probe-gpus"]
+    return [sys.executable, "-m", "inference.gpu_probe"]
+
+
+def llama_has_gpu_backend() -> bool:
+    """Whether the installed llama.cpp can use a GPU: a GPU backend library beside it, or one built in."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
         return False
+    from inference.gpu_backends import gpu_backend_files
+
+    folder = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(next(iter(spec.submodule_search_locations))) / "lib")
+    if gpu_backend_files(folder):
+        return True
+    import llama_cpp
+
     return bool(llama_cpp.llama_supports_gpu_offload())

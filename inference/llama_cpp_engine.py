@@ -26,6 +26,7 @@ from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_forma
 from inference.context_window import fit_messages
 from inference.cpu_backends import load_cpu_backend
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
+from inference.gpu_backends import load_gpu_backends
 from inference.errors import ContextOverflowError, GenerationError, ModelLoadError
 from inference.gguf_info import GgufInfo, looks_instruction_tuned
 from inference.llama_vocab import token_text
@@ -78,6 +79,9 @@ class LlamaCppEngine:
         """
         started = time.perf_counter()
         self.cpu_variant = load_cpu_backend(wanted=self._cpu_variant_wanted).variant
+        on_gpu = self.plan.n_gpu_layers != 0
+        if on_gpu:
+            load_gpu_backends()  # only then: a CPU plan must not hold GPU memory or send prompts there
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(info.path),
@@ -85,17 +89,28 @@ class LlamaCppEngine:
                 n_threads=self.plan.n_threads,
                 n_threads_batch=self.plan.n_threads,
                 n_gpu_layers=self.plan.n_gpu_layers,
+                # One GPU, the one the plan chose (several would split the model by their free memory).
+                split_mode=llama_cpp.LLAMA_SPLIT_MODE_NONE if on_gpu else llama_cpp.LLAMA_SPLIT_MODE_LAYER,
+                main_gpu=self.plan.main_gpu,
                 n_batch=512,
                 # llama.cpp's own tools turn it on wherever the backend has it; llama-cpp-python's default is off.
                 flash_attn=True,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
+            if on_gpu:
+                raise ModelLoadError(f"llama.cpp could not load {info.path.name} on the "
+                                     f"{self.plan.gpu_name or self.plan.device}: {exc}") from exc
             raise ModelLoadError(
                 f"llama.cpp could not load {info.path.name}: {exc}. The file may be damaged "
                 "or made for a newer version of llama.cpp."
             ) from exc
-        self._warm_up()
+        try:
+            self._warm_up()
+        except RuntimeError as exc:  # e.g. no GPU memory left for the compute buffers
+            self.close()
+            raise ModelLoadError(f"{info.path.name} loaded but could not run on the "
+                                 f"{self.plan.gpu_name or self.plan.device}: {exc}") from exc
         vocab = self._llama._model.vocab
         tokens = SpecialTokens(
             bos=token_text(vocab, self._llama.token_bos()),

@@ -1,10 +1,14 @@
 """Choose where and how a model runs: a pure function of hardware, model and preferences.
 
 Rules:
-- A GPU only when the whole model plus its KV cache at the chosen context
-  fits in the GPU's free memory with a margin. Partial offload of a model
-  that does not fit is often slower than the CPU, so it is never chosen
-  automatically.
+- llama.cpp with a GPU backend: all layers on the GPU when the whole model
+  plus its KV cache at the chosen context fits in the GPU's free memory with
+  a margin; otherwise as many layers as fit (partial offload), the rest on
+  the CPU. Settings can set the number of layers and the GPU.
+- torch (no GPU-capable llama.cpp here): only a whole model of at least
+  1 B parameters that fits, since torch cannot split a model.
+- Several GPUs: a discrete one before an integrated one, then the one with
+  the most free memory.
 - Otherwise llama.cpp runs the quantized model on the CPU with the thread
   count measured fastest on this machine (one per physical core until measured).
 - A model that cannot fit in RAM at all is refused before loading, with a
@@ -21,7 +25,7 @@ from pathlib import Path
 from inference.engine import ExecutionPlan
 from inference.errors import ModelTooLargeError
 from inference.gguf_info import GgufInfo
-from inference.hardware import Hardware
+from inference.hardware import GpuDevice, Hardware
 
 DEFAULT_CONTEXT = 4096
 MIN_CONTEXT = 512
@@ -48,6 +52,9 @@ class Preferences:
     device: str = "auto"  # "auto", "cpu" or "gpu"
     n_threads: int | None = None
     context_length: int | None = None
+    n_gpu_layers: int | None = None  # layers on the GPU (llama.cpp); None: as many as fit
+    gpu: str | None = None  # the GPU to use (GpuDevice.key); None: the one with the most free memory
+    gpu_layer_cap: int | None = None  # at most this many GPU layers: more failed a moment ago (not a setting)
 
 
 @dataclass(frozen=True)
@@ -123,13 +130,15 @@ def _gpu_plan(
     """A GPU plan when one applies; otherwise None and why not (a clause)."""
     if prefs.device == "cpu":
         return None, "you chose the CPU in Settings"
-    if not hardware.gpus and hardware.unusable_gpus:
+    if prefs.n_gpu_layers == 0:
+        return None, "you set 0 GPU layers in Settings"
+    if not _gpus_for("llama.cpp", hardware) and not hardware.gpus and hardware.unusable_gpus:
         return None, (
             f"this copy of Hearth has no GPU engine for the {' and the '.join(hardware.unusable_gpus)} it found "
             "(that needs llama.cpp built with CUDA or ROCm, or PyTorch with GPU support; the installer ships "
             "the CPU engine only)"
         )
-    if not hardware.gpus:
+    if not _gpus_for("llama.cpp", hardware) and not hardware.gpus:
         return None, "no GPU was found" + (f" ({hardware.notes[0]})" if hardware.notes else "")
     engine = _gpu_engine(hardware, info)
     if engine is None:
@@ -137,23 +146,111 @@ def _gpu_plan(
             f"neither llama.cpp (built without GPU support) nor torch can run {info.architecture} "
             "models on the GPU here"
         )
-    if engine == "torch" and info.parameter_count < MIN_TORCH_GPU_PARAMETERS and prefs.device != "gpu":
+    gpu, gpu_note = choose_gpu(_gpus_for(engine, hardware), prefs.gpu)
+    if engine == "llama.cpp":
+        return _llama_gpu_plan(hardware, info, prefs, n_ctx, gpu, gpu_note)
+    return _torch_gpu_plan(hardware, info, prefs, n_ctx, gpu, gpu_note)
+
+
+def choose_gpu(gpus: tuple[GpuDevice, ...], wanted: str | None) -> tuple[GpuDevice, str]:
+    """The GPU to use and, when there was a choice, a sentence saying why this one.
+
+    The one named in Settings (by :attr:`GpuDevice.key`) when it is there; else
+    a discrete GPU before an integrated one, then the most free memory.
+    """
+    for gpu in gpus:
+        if wanted and gpu.key == wanted:
+            return gpu, "You chose this GPU in Settings."
+    best = max(gpus, key=lambda device: (not device.integrated, device.free_bytes))
+    if wanted:
+        return best, f"The GPU chosen in Settings is not there now, so Hearth uses the {best.name}."
+    if len(gpus) == 1:
+        return best, ""
+    why = "the discrete one" if any(gpu.integrated for gpu in gpus) else "the one with the most free memory"
+    return best, f"Of the {len(gpus)} GPUs found it is {why}; Settings can choose another."
+
+
+def gpu_layers_that_fit(info: GgufInfo, n_ctx: int, room_bytes: int) -> int:
+    """How many of the model's repeating layers fit in ``room_bytes`` of GPU memory, with their KV cache.
+
+    Each layer brings its share of the weights (the ``blk.N`` tensors; the
+    embeddings stay in system memory) and of the KV cache; the GPU also needs
+    its compute buffers (:data:`GPU_OVERHEAD_BYTES`).
+    """
+    layers = _layer_count(info)
+    per_layer = _layer_weight_bytes(info) + kv_cache_bytes(info, n_ctx) // layers
+    return max(0, min(layers, (room_bytes - GPU_OVERHEAD_BYTES) // max(per_layer, 1)))
+
+
+def _llama_gpu_plan(
+    hardware: Hardware, info: GgufInfo, prefs: Preferences, n_ctx: int, gpu: GpuDevice, gpu_note: str
+) -> tuple[ExecutionPlan | None, str]:
+    layers = _layer_count(info)
+    need = estimate_memory(info, n_ctx, engine="llama.cpp")
+    room = gpu.free_bytes - int(gpu.total_bytes * GPU_MARGIN_FRACTION)
+    name = f"the {gpu.name} ({gpu.backend})"
+    if prefs.n_gpu_layers is not None:
+        n_gpu_layers = -1 if prefs.n_gpu_layers >= layers else prefs.n_gpu_layers
+        reason = f"{min(prefs.n_gpu_layers, layers)} of {layers} layers on {name}, as set in Settings"
+        reason += "." if n_gpu_layers == -1 else ""
+    elif need.total_bytes <= room:
+        n_gpu_layers = -1
+        reason = (f"Running on {name} with llama.cpp: the whole model and its {n_ctx:,}-token KV cache "
+                  f"({_gb(need.total_bytes)}) fit in its {_gb(gpu.free_bytes)} of free memory.")
+    else:
+        n_gpu_layers = gpu_layers_that_fit(info, n_ctx, room)
+        reason = (f"{n_gpu_layers} of {layers} layers on {name}: the whole model with its {n_ctx:,}-token KV "
+                  f"cache needs {_gb(need.total_bytes)} and {_gb(gpu.free_bytes)} is free")
+        if n_gpu_layers == 0 and prefs.device != "gpu":
+            return None, (f"not even one of the model's {layers} layers fits in the {_gb(gpu.free_bytes)} free on "
+                          f"the {gpu.name}")
+        n_gpu_layers = max(n_gpu_layers, 1)
+    cap = prefs.gpu_layer_cap
+    if cap is not None and (n_gpu_layers < 0 or n_gpu_layers > cap):
+        if cap < 1:
+            return None, f"the {gpu.name} failed a moment ago, with even a few layers on it"
+        n_gpu_layers = cap
+        reason = f"{cap} of {layers} layers on {name}: with more, the GPU failed a moment ago"
+    if n_gpu_layers != -1:
+        threads = prefs.n_threads or hardware.cpu.physical_cores
+        reason += f"; the rest on the CPU with {threads} thread{'s' if threads != 1 else ''}."
+    plan = ExecutionPlan(
+        engine="llama.cpp",
+        device=gpu.backend.upper(),
+        n_threads=prefs.n_threads or hardware.cpu.physical_cores,
+        n_ctx=n_ctx,
+        n_gpu_layers=n_gpu_layers,
+        reason=" ".join(filter(None, [reason, gpu_note])),
+        dtype="quantized",
+        gpu_name=gpu.name,
+        memory_bytes=need.total_bytes,
+        n_layers=layers,
+        main_gpu=gpu.index,
+    )
+    return plan, ""
+
+
+def _torch_gpu_plan(
+    hardware: Hardware, info: GgufInfo, prefs: Preferences, n_ctx: int, gpu: GpuDevice, gpu_note: str
+) -> tuple[ExecutionPlan | None, str]:
+    if prefs.gpu_layer_cap is not None:
+        return None, f"torch on the {gpu.name} failed a moment ago"
+    if info.parameter_count < MIN_TORCH_GPU_PARAMETERS and prefs.device != "gpu":
         return None, (
             f"a model this small ({info.parameter_count / 1e9:.2f}B parameters) runs faster quantized on the "
             "CPU than on the GPU through torch"
         )
-    need = estimate_memory(info, n_ctx, engine=engine)
-    gpu = max(hardware.gpus, key=lambda device: device.free_bytes)
+    need = estimate_memory(info, n_ctx, engine="torch")
     room = gpu.free_bytes - int(gpu.total_bytes * GPU_MARGIN_FRACTION)
     fits = need.total_bytes <= room
     if not fits and prefs.device != "gpu":
         return None, (
-            f"the model with its {n_ctx:,}-token KV cache needs {_gb(need.total_bytes)} and the "
-            f"{gpu.name} has {_gb(gpu.free_bytes)} free (partial offload is usually slower than the CPU)"
+            f"the model with its {n_ctx:,}-token KV cache needs {_gb(need.total_bytes)} dequantized for torch "
+            f"and the {gpu.name} has {_gb(gpu.free_bytes)} free (torch cannot run part of a model on the GPU)"
         )
     if fits:
         reason = (
-            f"Running on the {gpu.name} ({gpu.backend.upper()}) with {engine}: the whole model and its "
+            f"Running on the {gpu.name} ({gpu.backend.upper()}) with torch: the whole model and its "
             f"{n_ctx:,}-token KV cache ({_gb(need.total_bytes)}) fit in its {_gb(gpu.free_bytes)} of free memory."
         )
     else:
@@ -163,24 +260,60 @@ def _gpu_plan(
             "Hearth falls back to the CPU."
         )
     plan = ExecutionPlan(
-        engine=engine,
+        engine="torch",
         device=gpu.backend.upper() if gpu.backend != "mps" else "Apple GPU",
         n_threads=prefs.n_threads or hardware.cpu.physical_cores,
         n_ctx=n_ctx,
-        n_gpu_layers=-1 if engine == "llama.cpp" else 0,
-        reason=reason,
-        dtype="quantized" if engine == "llama.cpp" else "bfloat16",
+        n_gpu_layers=0,
+        reason=" ".join(filter(None, [reason, gpu_note])),
+        dtype="bfloat16",
         gpu_name=gpu.name,
-        torch_device=gpu.torch_device if engine == "torch" else "",
+        torch_device=gpu.torch_device,
         memory_bytes=need.total_bytes,
+        n_layers=_layer_count(info),
     )
     return plan, ""
 
 
+def fewer_gpu_layers(plan: ExecutionPlan, failure: str) -> ExecutionPlan | None:
+    """After a GPU load or reply failed (out of memory, say): the same plan with half the layers, or None.
+
+    None means nothing is left to take off the GPU but the model itself: run it on the CPU.
+    """
+    if plan.engine != "llama.cpp" or plan.device == "CPU" or plan.n_layers < 2:
+        return None
+    current = plan.n_layers if plan.n_gpu_layers < 0 else min(plan.n_gpu_layers, plan.n_layers)
+    fewer = current // 2
+    if fewer < 1:
+        return None
+    reason = (f"{fewer} of {plan.n_layers} layers on the {plan.gpu_name or plan.device}, the rest on the CPU: "
+              f"with {current} the GPU failed ({failure}).")
+    return replace(plan, n_gpu_layers=fewer, reason=reason)
+
+
+def _gpus_for(engine: str, hardware: Hardware) -> tuple[GpuDevice, ...]:
+    """The GPUs ``engine`` can use here (a llama.cpp GPU build whose devices were not listed: torch's list)."""
+    if engine == "llama.cpp":
+        return hardware.llama_gpus or (hardware.gpus if hardware.llama_gpu_offload else ())
+    return hardware.gpus
+
+
+def _layer_count(info: GgufInfo) -> int:
+    return _int(info.arch_value("block_count"), 32)
+
+
+def _layer_weight_bytes(info: GgufInfo) -> int:
+    """One repeating layer's weights: from the tensor sizes when read, else the file split evenly (plus output)."""
+    layers = _layer_count(info)
+    if info.block_bytes:
+        return info.block_bytes // layers
+    return info.file_size // (layers + 1)
+
+
 def _gpu_engine(hardware: Hardware, info: GgufInfo) -> str | None:
-    if hardware.llama_gpu_offload:
+    if _gpus_for("llama.cpp", hardware):
         return "llama.cpp"
-    if hardware.torch_gpu_backends and info.architecture in TORCH_GGUF_ARCHITECTURES:
+    if hardware.torch_gpu_backends and hardware.gpus and info.architecture in TORCH_GGUF_ARCHITECTURES:
         return "torch"
     return None
 
@@ -242,7 +375,7 @@ def _gb(size: int) -> str:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a model file will run here, before it is downloaded: "gpu", "cpu", "too_big" or "no_disk"."""
+    """Whether a model file will run here, before it is downloaded: "gpu", "gpu_partial", "cpu", "too_big" or "no_disk"."""
 
     kind: str
     sentence: str
@@ -251,20 +384,22 @@ class Verdict:
 def estimated_info(*, file_size: int, parameters: int, architecture: str, context_length: int | None) -> GgufInfo:
     """Header facts for a file not downloaded yet, from what the Hub says (size, parameters, architecture).
 
-    Layer and head counts are unknown before download, so the KV cache is
-    estimated from the parameter count (about 20 KB per token at 270 M
-    parameters, growing with its square root: ~100 KB at 7 B, ~330 KB at
-    70 B, close to real GQA models). The result goes through
-    :func:`select_plan` like a real header, so the verdict and the load agree.
+    Layer and head counts are unknown before download, so they are estimated
+    from the parameter count: the KV cache at about 20 KB per token at 270 M
+    parameters, growing with its square root (~100 KB at 7 B, ~330 KB at
+    70 B, close to real GQA models), and the layers as ~16 x (billions of
+    parameters)^0.35 (16 at 1 B, 33 at 8 B, 71 at 70 B). The result goes
+    through :func:`select_plan` like a real header, so the verdict and the load agree.
     """
     per_token = int(20_000 * max(parameters / 0.27e9, 0.1) ** 0.5)
+    layers = max(8, round(16 * max(parameters / 1e9, 0.01) ** 0.35))
     metadata = {
         "general.architecture": architecture,
-        f"{architecture}.block_count": 1,
+        f"{architecture}.block_count": layers,
         f"{architecture}.attention.head_count": 1,
         f"{architecture}.attention.head_count_kv": 1,
-        f"{architecture}.attention.key_length": per_token // 4,
-        f"{architecture}.attention.value_length": per_token // 4,
+        f"{architecture}.attention.key_length": max(1, per_token // (4 * layers)),
+        f"{architecture}.attention.value_length": max(1, per_token // (4 * layers)),
     }
     if context_length:
         metadata[f"{architecture}.context_length"] = context_length
@@ -280,6 +415,10 @@ def download_verdict(hardware: Hardware, info: GgufInfo, prefs: Preferences, *, 
         plan = select_plan(hardware, info, prefs)
     except ModelTooLargeError as exc:
         return Verdict("too_big", str(exc))
+    if plan.partly_on_gpu:
+        return Verdict("gpu_partial", f"Partly on the {plan.gpu_name or plan.device}: {plan.n_gpu_layers} of "
+                                      f"{plan.n_layers} layers fit in its free memory, the rest runs on the CPU "
+                                      f"({_gb(plan.memory_bytes)} in all with its {plan.n_ctx:,}-token context).")
     if plan.device != "CPU":
         return Verdict("gpu", f"Fits on the {plan.gpu_name or plan.device} ({_gb(plan.memory_bytes)} with its "
                               f"{plan.n_ctx:,}-token context).")

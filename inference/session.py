@@ -1,13 +1,15 @@
 """Open a model file: validate it, choose where it runs, load it in the engine process.
 
-If loading on the GPU fails, the model is loaded on the CPU instead and the
-plan's reason says what failed.
+If loading on the GPU fails (out of memory, a driver error), it is tried
+again with half the layers on the GPU, then on the CPU alone; the plan's
+reason says what failed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +18,12 @@ from inference.errors import EngineCrashedError, ModelLoadError
 from inference.gguf_info import GgufInfo, check_architecture_known, read_gguf_info
 from inference.hardware import Hardware
 from inference.process_engine import ProcessEngine
-from inference.selector import Preferences, cpu_fallback, select_plan
+from inference.selector import Preferences, cpu_fallback, fewer_gpu_layers, select_plan
 
 log = logging.getLogger(__name__)
+
+# Loads with fewer GPU layers after the first GPU load failed, before the CPU alone.
+MAX_GPU_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,12 @@ def open_model(
     *,
     measured_threads: int | None = None,
     options: EngineOptions | None = None,
+    on_plan: Callable[[ExecutionPlan], None] = lambda _plan: None,
+    make_engine: Callable[[ExecutionPlan, EngineOptions | None], Engine] | None = None,
 ) -> LoadedModel:
-    """Validate, plan and load the model in ``choice``.
+    """Validate, plan and load the model in ``choice``; ``on_plan`` hears of each plan before it is loaded.
+
+    ``make_engine`` makes an empty engine for a plan (default: :func:`create_engine`, its own process).
 
     Raises:
         ModelFileError: the file is missing, not GGUF, truncated, damaged or too big for this computer.
@@ -61,17 +70,7 @@ def open_model(
     info = read_gguf_info(choice.path)
     check_architecture_known(info)
     plan = select_plan(hardware, info, prefs, measured_threads=measured_threads)
-    engine = create_engine(plan, options)
-    try:
-        engine.load(info)
-    except (ModelLoadError, EngineCrashedError) as exc:
-        engine.close()
-        if plan.device == "CPU":
-            raise
-        log.warning("Loading on %s failed (%s); falling back to the CPU", plan.device, exc)
-        plan = cpu_fallback(plan, hardware, info, str(exc).rstrip("."))
-        engine = create_engine(plan, options)
-        engine.load(info)
+    engine = _load_with_fallbacks(plan, hardware, info, options, on_plan, make_engine or create_engine)
     return LoadedModel(
         engine=engine,
         info=info,
@@ -80,6 +79,34 @@ def open_model(
         is_demo=choice.is_demo,
         load_s=time.perf_counter() - started,
     )
+
+
+def _load_with_fallbacks(
+    plan: ExecutionPlan,
+    hardware: Hardware,
+    info: GgufInfo,
+    options: EngineOptions | None,
+    on_plan: Callable[[ExecutionPlan], None],
+    make_engine: Callable[[ExecutionPlan, EngineOptions | None], Engine],
+) -> Engine:
+    """Load ``info`` as ``plan`` says; after a GPU failure, with fewer layers on the GPU, at last on the CPU."""
+    retries = 0
+    while True:
+        on_plan(plan)
+        engine = make_engine(plan, options)
+        try:
+            engine.load(info)
+            return engine
+        except (ModelLoadError, EngineCrashedError) as exc:
+            engine.close()
+            if plan.device == "CPU":
+                raise
+            failure = str(exc).rstrip(".")
+            fewer = fewer_gpu_layers(plan, failure) if retries < MAX_GPU_RETRIES else None
+            log.warning("Loading on %s with %s GPU layers failed (%s); trying %s", plan.device, plan.n_gpu_layers,
+                        failure, f"{fewer.n_gpu_layers} layers" if fewer else "the CPU")
+            plan = fewer or cpu_fallback(plan, hardware, info, failure)
+            retries += 1
 
 
 def create_engine(plan: ExecutionPlan, options: EngineOptions | None = None) -> Engine:

@@ -49,6 +49,8 @@ class Settings:
     device: str = "auto"  # "auto", "cpu" or "gpu"
     n_threads: int | None = None
     context_length: int | None = None
+    n_gpu_layers: int | None = None  # layers llama.cpp puts on the GPU; None: as many as fit
+    gpu: str | None = None  # the GPU to use (its name and number, e.g. "NVIDIA H200#0"); None: the best
     state_cache_mb: int = 1024
     measured_threads: dict[str, dict[str, MeasuredThreads]] = field(default_factory=dict)
     # How replies are sampled.
@@ -87,6 +89,10 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# The type of each setting whose default is None ("let Hearth choose").
+OPTIONAL_TYPES = {"n_threads": int, "context_length": int, "n_gpu_layers": int, "gpu": str, "seed": int}
+
+
 class SettingsStore:
     """Loads and saves :class:`Settings` in one JSON file."""
 
@@ -112,8 +118,11 @@ class SettingsStore:
             value = data.get(item.name, getattr(defaults, item.name))
             default = getattr(defaults, item.name)
             # A value of the wrong type (a hand-edited or damaged file) falls back to the default.
-            if default is not None and value is not None and not isinstance(value, type(default)):
-                if not (isinstance(default, float) and isinstance(value, int)):
+            wanted = type(default) if default is not None else OPTIONAL_TYPES.get(item.name)
+            if wanted is not None and value is not None and (
+                not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool)
+            ):
+                if not (wanted is float and isinstance(value, int)):
                     log.warning("Setting %s has an invalid value; using the default", item.name)
                     value = default
             values[item.name] = value

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from gui.chat_view import ChatView, is_dark
 from gui.conversation_dialog import ConversationDialog
+from gui.preferences import engine_preferences
 from gui.settings_dialog import SettingsDialog
 from gui.theme import dark_palette
 from inference.engine import SamplingParams
+from inference.hardware import GpuDevice
 from model_store.settings import Settings
 
 
@@ -31,6 +33,28 @@ def test_settings_dialog_round_trip(qtbot) -> None:
     dialog.seed.setValue(42)
     result = dialog.result_settings()
     assert (result.n_threads, result.seed, result.context_length, result.device) == (3, 42, 8192, "cpu")
+
+
+def test_settings_choose_the_gpu_and_its_layers(qtbot) -> None:
+    gib = 1 << 30
+    gpus = (GpuDevice("CUDA", 0, "NVIDIA RTX 3070", 8 * gib, 7 * gib),
+            GpuDevice("CUDA", 1, "NVIDIA RTX 4090", 24 * gib, 20 * gib))
+    dialog = SettingsDialog(Settings(), max_threads=8, gpus=gpus)
+    qtbot.addWidget(dialog)
+    assert [dialog.gpu.itemText(i) for i in range(dialog.gpu.count())] == [
+        "Automatic (the one with the most free memory)", "NVIDIA RTX 3070 (7.0 GB free)", "NVIDIA RTX 4090 (20.0 GB free)"]
+    assert dialog.result_settings() == Settings()
+    dialog.gpu.setCurrentIndex(1)
+    dialog.gpu_layers.setValue(20)
+    result = dialog.result_settings()
+    assert (result.gpu, result.n_gpu_layers) == ("NVIDIA RTX 3070#0", 20)
+    assert engine_preferences(result).gpu == "NVIDIA RTX 3070#0" and engine_preferences(result).n_gpu_layers == 20
+
+    # A GPU chosen earlier that is not there now stays listed; without GPUs the fields are off.
+    again = SettingsDialog(result, max_threads=8)
+    qtbot.addWidget(again)
+    assert again.gpu.currentText() == "NVIDIA RTX 3070 (not found now)" and not again.gpu.isEnabled()
+    assert again.result_settings() == result
 
 
 def test_the_chat_view_follows_a_dark_palette(qtbot) -> None:

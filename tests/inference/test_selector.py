@@ -78,7 +78,7 @@ def test_a_model_too_big_for_the_gpu_stays_on_the_cpu_and_says_why() -> None:
     plan = select_plan(machine(gpus=[gpu(8, 8)]), model(file_gb=4, params=7e9, layers=32, kv_heads=8, key=128),
                        Preferences())
     assert plan.device == "CPU"
-    assert "needs" in plan.reason and "free" in plan.reason and "partial offload" in plan.reason
+    assert "needs" in plan.reason and "free" in plan.reason and "cannot run part of a model" in plan.reason
 
 
 def test_the_margin_keeps_a_barely_fitting_model_off_the_gpu() -> None:
@@ -189,3 +189,103 @@ def test_gpus_are_found_in_sysfs_without_a_gpu_library(tmp_path: Path) -> None:
     (tmp_path / "card1-HDMI-A-1").mkdir()  # a connector, not a card
     assert system_gpu_names(tmp_path) == ("NVIDIA GPU", "AMD GPU")  # integrated Intel graphics left out
     assert system_gpu_names(tmp_path / "missing") == ()
+
+
+def llama_gpu(total_gb: float, free_gb: float, name: str = "NVIDIA GeForce RTX 4070", *, index: int = 0,
+              integrated: bool = False) -> GpuDevice:
+    return GpuDevice(backend="CUDA" if not integrated else "Vulkan", index=index, name=name,
+                     total_bytes=int(total_gb * GIB), free_bytes=int(free_gb * GIB), integrated=integrated)
+
+
+def llama_machine(*gpus: GpuDevice, ram_gb: float = 32) -> Hardware:
+    return replace(machine(ram_gb=ram_gb), llama_gpus=tuple(gpus), llama_gpu_offload=True)
+
+
+def eight_b(**changes) -> GgufInfo:
+    """Llama 3 8B at Q4_K_M: 4.9 GB, of which 4.3 GB in its 32 layers."""
+    info = model(file_gb=4.9, params=8e9, architecture="llama", layers=32, kv_heads=8, key=128, context=131072)
+    return replace(info, block_bytes=int(4.3 * GIB), **changes)
+
+
+def test_a_gguf_that_fits_runs_wholly_on_the_gpu_through_llama_cpp() -> None:
+    plan = select_plan(llama_machine(llama_gpu(12, 11)), eight_b(), Preferences())
+    assert (plan.engine, plan.device, plan.n_gpu_layers, plan.main_gpu) == ("llama.cpp", "CUDA", -1, 0)
+    assert not plan.partly_on_gpu and "whole model" in plan.reason and "RTX 4070" in plan.reason
+    assert plan.summary() == "llama.cpp · NVIDIA GeForce RTX 4070"
+
+
+def test_a_gguf_too_big_for_the_gpu_runs_partly_on_it_and_says_how_much() -> None:
+    hardware = llama_machine(llama_gpu(8, 4))
+    plan = select_plan(hardware, eight_b(), Preferences())
+    # Room: 4 GB free - 0.8 GB margin - 0.75 GB compute buffers = 2.45 GB; a layer is 134 MB + 16 MB of KV.
+    assert plan.device == "CUDA" and plan.partly_on_gpu
+    assert plan.n_gpu_layers == 16 and plan.n_layers == 32
+    assert plan.reason.startswith("16 of 32 layers on the NVIDIA GeForce RTX 4070 (CUDA): the whole model")
+    assert "needs 5.9 GB and 4.0 GB is free" in plan.reason and "the rest on the CPU with 8 threads" in plan.reason
+    assert plan.summary() == "llama.cpp · NVIDIA GeForce RTX 4070 · 16/32 layers"
+
+
+def test_a_gpu_too_full_for_one_layer_leaves_the_model_on_the_cpu() -> None:
+    plan = select_plan(llama_machine(llama_gpu(8, 1.2)), eight_b(), Preferences())
+    assert plan.device == "CPU" and "not even one of the model's 32 layers fits" in plan.reason
+
+
+def test_settings_set_the_gpu_layers() -> None:
+    hardware = llama_machine(llama_gpu(24, 22))
+    plan = select_plan(hardware, eight_b(), Preferences(n_gpu_layers=10))
+    assert plan.n_gpu_layers == 10 and plan.partly_on_gpu and "as set in Settings" in plan.reason
+    assert select_plan(hardware, eight_b(), Preferences(n_gpu_layers=99)).n_gpu_layers == -1
+    none = select_plan(hardware, eight_b(), Preferences(n_gpu_layers=0))
+    assert none.device == "CPU" and "0 GPU layers" in none.reason
+
+
+def test_of_several_gpus_the_one_with_most_free_memory_is_used_unless_settings_say_otherwise() -> None:
+    small, big = llama_gpu(8, 7, "NVIDIA RTX 3070", index=0), llama_gpu(24, 20, "NVIDIA RTX 4090", index=1)
+    plan = select_plan(llama_machine(small, big), eight_b(), Preferences())
+    assert (plan.gpu_name, plan.main_gpu) == ("NVIDIA RTX 4090", 1)
+    assert "Of the 2 GPUs found it is the one with the most free memory" in plan.reason
+    chosen = select_plan(llama_machine(small, big), eight_b(), Preferences(gpu=small.key))
+    assert (chosen.gpu_name, chosen.main_gpu) == ("NVIDIA RTX 3070", 0) and "You chose this GPU" in chosen.reason
+    gone = select_plan(llama_machine(big), eight_b(), Preferences(gpu=small.key))
+    assert gone.gpu_name == "NVIDIA RTX 4090" and "not there now" in gone.reason
+
+
+def test_a_discrete_gpu_wins_over_an_integrated_one_with_more_shared_memory() -> None:
+    laptop = llama_machine(llama_gpu(32, 30, "AMD Radeon 780M", integrated=True),
+                           llama_gpu(8, 7, "NVIDIA RTX 4060 Laptop GPU", index=1))
+    plan = select_plan(laptop, eight_b(), Preferences())
+    assert plan.gpu_name == "NVIDIA RTX 4060 Laptop GPU" and "it is the discrete one" in plan.reason
+
+
+def test_after_a_gpu_failure_half_the_layers_are_tried_then_none() -> None:
+    from inference.selector import fewer_gpu_layers
+
+    plan = select_plan(llama_machine(llama_gpu(12, 11)), eight_b(), Preferences())
+    half = fewer_gpu_layers(plan, "out of memory")
+    assert half.n_gpu_layers == 16 and "with 32 the GPU failed (out of memory)" in half.reason
+    steps = []
+    while half is not None:
+        steps.append(half.n_gpu_layers)
+        half = fewer_gpu_layers(half, "out of memory")
+    assert steps == [16, 8, 4, 2, 1]
+    cpu = select_plan(machine(), model(), Preferences())
+    assert fewer_gpu_layers(cpu, "x") is None
+
+
+def test_the_verdict_before_download_says_partly_on_the_gpu() -> None:
+    from inference.selector import download_verdict
+
+    verdict = download_verdict(llama_machine(llama_gpu(8, 4)), remote(4.9, 8e9), Preferences(), free_disk=100 * GIB)
+    assert verdict.kind == "gpu_partial" and "Partly on the NVIDIA GeForce RTX 4070" in verdict.sentence
+    whole = download_verdict(llama_machine(llama_gpu(24, 22)), remote(4.9, 8e9), Preferences(), free_disk=100 * GIB)
+    assert whole.kind == "gpu"
+
+
+def test_layer_sizes_are_read_from_the_file(tmp_path: Path) -> None:
+    from inference.gguf_info import read_gguf_info
+    from tests.gguf_factory import write_random_gemma3
+
+    info = read_gguf_info(write_random_gemma3(tmp_path / "m.gguf", layers=3))
+    # Per layer: 4 norms of 64 + 2 of 32 (f32), q/o 64x64, k/v 32x64, gate/up/down 128x64 (f16).
+    per_layer = (4 * 64 + 2 * 32) * 4 + (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64) * 2
+    assert info.block_bytes == 3 * per_layer
