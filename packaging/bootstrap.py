@@ -5,32 +5,43 @@
     python3 packaging/bootstrap.py test [-- pytest arguments]
 
 The first run creates ``.venv`` next to this repository, builds
-llama-cpp-python once with portable CPU flags (the wheel is cached per user,
-so later installs take seconds) and installs everything else from PyPI. A
-later run finds nothing changed and starts at once. Uses only the standard
-library: it runs before anything is installed.
+llama-cpp-python once with portable CPU flags, plus the GPU backend this
+machine has the toolchain for (``engine_backend.py``; ``HEARTH_GPU_BACKEND``
+overrides), caches the wheel per user (so later installs take seconds) and
+installs everything else from PyPI. A later run finds nothing changed and
+starts at once. Uses only the standard library: it runs before anything is
+installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
 import venv
 from pathlib import Path
+from typing import Callable, NamedTuple
 
-REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))  # engine_backend.py beside this script, however this one was started or loaded
+import engine_backend  # noqa: E402
+
+REPO = HERE.parent
 VENV = REPO / ".venv"
 STAMP = VENV / "hearth-install.json"
 LLAMA_CPP_VERSION = "0.3.36"
 APP_REQUIREMENTS = REPO / "requirements.txt"
 TEST_REQUIREMENTS = REPO / "requirements-test.txt"
 MIN_PYTHON = (3, 10)
+GPU_NAMES = {"cuda": "CUDA", "rocm": "ROCm", "metal": "Metal", "vulkan": "Vulkan"}
 # Debian packages the tests use: a real Secret Service (gnome-keyring on a private D-Bus) and secret-tool.
 TEST_SYSTEM_PACKAGES = {"gnome-keyring-daemon": "gnome-keyring", "dbus-daemon": "dbus", "secret-tool": "libsecret-tools"}
 
@@ -59,10 +70,23 @@ def main() -> int:
     return subprocess.call(command, cwd=REPO)
 
 
-def ensure_environment(*, with_tests: bool) -> Path:
-    """Create or update ``.venv``; return its Python. Does nothing when already up to date."""
+class Build(NamedTuple):
+    """One way to build the engine: the backend it brings, its CMake flags, the GPU compiler it depends on."""
+
+    backend: str
+    flags: list[str]
+    toolchain: str = ""
+
+
+def ensure_environment(*, with_tests: bool, gpu_backend: str | None = None) -> Path:
+    """Create or update ``.venv``; return its Python. Does nothing when already up to date.
+
+    ``gpu_backend`` ("cpu", "cuda" …) overrides ``HEARTH_GPU_BACKEND``; None reads it.
+    """
     python = venv_python()
-    wanted = install_fingerprint(with_tests=with_tests)
+    choice = engine_choice(os.environ.get("HEARTH_GPU_BACKEND") if gpu_backend is None else gpu_backend)
+    builds = engine_builds(choice)
+    wanted = install_fingerprint(with_tests=with_tests, builds=builds)
     stamp = read_stamp() if python.exists() else {}
     if all(stamp.get(key) == value for key, value in wanted.items()):
         return python
@@ -71,15 +95,33 @@ def ensure_environment(*, with_tests: bool) -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     say("Installing Hearth's dependencies (the first time takes several minutes) ...")
     pip(python, "install", "--upgrade", "pip")
-    wheel = str(llama_cpp_wheel(python))
+    say(choice.reason)
+    wheel_path, built = llama_cpp_wheel(builds, build=functools.partial(pip_wheel, python))
+    wheel = str(wheel_path)
     pip(python, "install", "--force-reinstall", "--no-deps", wheel)  # same version, other build: replace it
     pip(python, "install", wheel)
     pip(python, "install", "-r", str(APP_REQUIREMENTS))
     if with_tests:
         pip(python, "install", "-r", str(TEST_REQUIREMENTS))
     same_app = stamp.get("app") == wanted["app"]
-    STAMP.write_text(json.dumps({**(stamp if same_app else {}), **wanted}), encoding="utf-8")
+    engine = engine_stamp(choice, built)
+    STAMP.write_text(json.dumps({**(stamp if same_app else {}), **wanted, **engine}), encoding="utf-8")
     return python
+
+
+def engine_stamp(choice: engine_backend.Choice, built: str) -> dict[str, str]:
+    """What the stamp says about the engine, for the app to show: the backend installed and why."""
+    reason = choice.reason if built == choice.backend else f"The {GPU_NAMES[choice.backend]} build failed: CPU only."
+    return {"engine_backend": built, "engine_backend_reason": reason}
+
+
+def engine_choice(override: str | None) -> engine_backend.Choice:
+    """The GPU backend to build for this machine (``override``: a HEARTH_GPU_BACKEND value)."""
+    try:
+        backend = engine_backend.parse_override(override)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    return engine_backend.choose(engine_backend.gather_facts(backend), backend)
 
 
 def ensure_system_packages(packages: dict[str, str]) -> None:
@@ -100,41 +142,86 @@ def ensure_system_packages(packages: dict[str, str]) -> None:
         say(f"Keyring tests will be skipped: install {', '.join(missing)} (e.g. sudo apt-get install ...).")
 
 
-def llama_cpp_wheel(python: Path) -> Path:
-    """A llama-cpp-python wheel for this machine, built once and cached.
+def llama_cpp_wheel(builds: list[Build], *, build: Callable[[list[str], Path], bool]) -> tuple[Path, str]:
+    """A llama-cpp-python wheel for this machine, built once and cached; returns it and its backend.
 
-    The first build that works is kept: on x86-64 the one with every CPU
-    variant, else (an old compiler, say) the single portable one.
+    ``build(flags, folder)`` makes a wheel in ``folder`` and says whether it worked.
+    The GPU build comes first; when it fails (marked, so later installs skip it)
+    the CPU chain runs as it always has: any CPU wheel already cached, else the
+    one with every CPU variant, else (an old compiler, say) the single portable one.
+
+    Raises:
+        SystemExit: not even the last CPU build worked.
     """
-    builds = build_flag_sets()
-    for flags in builds:
-        cache = wheel_cache_folder(flags)
-        existing = sorted(cache.glob("llama_cpp_python-*.whl"))
-        if existing:
-            return existing[-1]
-    for number, flags in enumerate(builds, 1):
-        cache = wheel_cache_folder(flags)
-        say("Building the llama.cpp engine (once; 6 to 20 minutes, cached afterwards) ...")
+    gpu = [candidate for candidate in builds if candidate.backend != "cpu"]
+    cpu = [candidate for candidate in builds if candidate.backend == "cpu"]
+    for candidate in gpu:
+        name = GPU_NAMES[candidate.backend]
+        cache = wheel_cache_folder(candidate.flags, candidate.toolchain)
+        failed = cache / "build-failed.txt"
+        if not cached_wheel(cache):
+            if failed.exists():
+                say(f"The {name} build failed on an earlier install: CPU only (delete {failed} to try again).")
+                continue
+            say(f"Compiling the {name} engine once (10 to 40 minutes, cached afterwards) ...")
+        if cached_wheel(cache) or (build(candidate.flags, cache) and cached_wheel(cache)):
+            return cached_wheel(cache), candidate.backend
         cache.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, CMAKE_ARGS=" ".join(flags), CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
-        command = ["wheel", "--no-deps", "--no-cache-dir", "-w", str(cache), f"llama-cpp-python=={LLAMA_CPP_VERSION}"]
-        if number < len(builds):
-            if pip_succeeds(python, *command, env=env):
-                return sorted(cache.glob("llama_cpp_python-*.whl"))[-1]
+        failed.write_text(" ".join(candidate.flags) + "\n", encoding="utf-8")  # a failed GPU build is not retried
+        say(f"The {name} build failed (its messages are above): building the CPU engine instead.")
+    for candidate in cpu:
+        if cached_wheel(wheel_cache_folder(candidate.flags)):
+            return cached_wheel(wheel_cache_folder(candidate.flags)), "cpu"
+    for number, candidate in enumerate(cpu, 1):
+        cache = wheel_cache_folder(candidate.flags)
+        say("Building the llama.cpp engine (once; 6 to 20 minutes, cached afterwards) ...")
+        if build(candidate.flags, cache) and cached_wheel(cache):
+            return cached_wheel(cache), "cpu"
+        if number < len(cpu):
             say("That build failed; building the single portable variant instead ...")
-            continue
-        pip(python, *command, env=env)
-    return sorted(wheel_cache_folder(builds[-1]).glob("llama_cpp_python-*.whl"))[-1]
+    raise SystemExit("Installing failed: llama-cpp-python could not be built (pip's messages are above).")
 
 
-def wheel_cache_folder(flags: list[str]) -> Path:
-    """Where the wheel built with ``flags`` is kept."""
-    key = hashlib.sha256(" ".join(flags).encode()).hexdigest()[:12]
+def cached_wheel(folder: Path) -> Path | None:
+    """The llama-cpp-python wheel in ``folder``; None when there is none."""
+    existing = sorted(folder.glob("llama_cpp_python-*.whl"))
+    return existing[-1] if existing else None
+
+
+def pip_wheel(python: Path, flags: list[str], folder: Path) -> bool:
+    """Build llama-cpp-python with these CMake flags into ``folder`` (pip, in the environment); whether it worked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CMAKE_ARGS=cmake_args(flags), CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
+    command = ["wheel", "--no-deps", "--no-cache-dir", "-w", str(folder), f"llama-cpp-python=={LLAMA_CPP_VERSION}"]
+    return pip_succeeds(python, *command, env=env)
+
+
+def cmake_args(flags: list[str]) -> str:
+    """``CMAKE_ARGS`` for these flags: scikit-build-core splits it like a shell (a path may hold a space)."""
+    return " ".join(shlex.quote(flag) for flag in flags)
+
+
+def wheel_cache_folder(flags: list[str], toolchain: str = "") -> Path:
+    """Where the wheel built with ``flags`` (against ``toolchain``, for a GPU build) is kept."""
+    text = " ".join(flags) + (f"\0{toolchain}" if toolchain else "")
+    key = hashlib.sha256(text.encode()).hexdigest()[:12]
     return wheel_cache_dir() / f"llama-cpp-python-{LLAMA_CPP_VERSION}-{platform.machine()}-{key}"
 
 
+def engine_builds(choice: engine_backend.Choice, cpu: list[list[str]] | None = None) -> list[Build]:
+    """The builds to try, best first: the chosen GPU backend on top of the best CPU flags, then the CPU builds.
+
+    On x86-64 the GPU flags join the set with every CPU variant (``GGML_BACKEND_DL``:
+    the GPU backend becomes one more loadable library in ``llama_cpp/lib``); elsewhere
+    they join the portable set. ``cpu``: the CPU flag sets, :func:`build_flag_sets` by default.
+    """
+    cpu = build_flag_sets() if cpu is None else cpu
+    gpu = [Build(choice.backend, [*cpu[0], *choice.flags], choice.toolchain)] if choice.backend != "cpu" else []
+    return [*gpu, *(Build("cpu", flags) for flags in cpu)]
+
+
 def build_flag_sets() -> list[list[str]]:
-    """CMake flags to try, best first.
+    """CMake flags of the CPU builds to try, best first.
 
     Never a native build: it would not run on other machines, and on CPUs
     with AMX tiles it crashes on the first token. On x86-64 the CPU backend
@@ -142,12 +229,17 @@ def build_flag_sets() -> list[list[str]]:
     libraries next to the others), and Hearth picks the best safe one for
     the CPU it finds at run time (inference/cpu_backends.py). The fallback
     is one portable build with the widest common instruction set of this CPU.
+    These lists are the wheel cache key of every CPU install: keep them byte for byte.
     """
+    return cpu_flag_sets(platform.machine(), cpu_features())
+
+
+def cpu_flag_sets(machine: str, cpu: set[str]) -> list[list[str]]:
+    """:func:`build_flag_sets` for a processor (``platform.machine()``, its /proc/cpuinfo flags)."""
     common = ["-DGGML_NATIVE=OFF", "-DLLAVA_BUILD=OFF"]  # no multimodal models yet: a third less to build
     portable = [*common, "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if machine.lower() not in ("x86_64", "amd64"):
         return [portable]
-    cpu = cpu_features()
     avx2 = {"avx2", "fma", "f16c"} <= cpu or not cpu  # unknown CPU (not Linux): assume a post-2013 one
     avx = avx2 or "avx" in cpu
     for name, enabled in (("AVX", avx), ("AVX2", avx2), ("FMA", avx2), ("F16C", avx2), ("AVX512", False)):
@@ -182,9 +274,11 @@ def wheel_cache_dir() -> Path:
     return base / "wheels"
 
 
-def install_fingerprint(*, with_tests: bool) -> dict[str, str]:
-    """What the environment must match: requirement files, engine build flags, this script."""
-    parts = [APP_REQUIREMENTS.read_bytes(), repr(build_flag_sets()).encode(), Path(__file__).read_bytes()]
+def install_fingerprint(*, with_tests: bool, builds: list[Build]) -> dict[str, str]:
+    """What the environment must match: requirement files, engine builds, this script and engine_backend.py."""
+    engine = repr([build.flags for build in builds]) + repr([build.toolchain for build in builds])
+    parts = [APP_REQUIREMENTS.read_bytes(), engine.encode(), Path(__file__).read_bytes(),
+             Path(engine_backend.__file__).read_bytes()]
     fingerprint = {"python": platform.python_version(), "app": hashlib.sha256(b"\0".join(parts)).hexdigest()}
     if with_tests:
         fingerprint["test"] = hashlib.sha256(TEST_REQUIREMENTS.read_bytes()).hexdigest()

@@ -72,7 +72,8 @@ def main() -> int:
 def ensure_build_environment(*, update: bool = True) -> Path:
     """``.venv`` as ``bootstrap.py install`` makes it, plus the build tools; returns its Python."""
     if update:
-        python = bootstrap.ensure_environment(with_tests=False)
+        # The installers ship the CPU engine only (no GPU toolkit on the user's machine to match a GPU build).
+        python = bootstrap.ensure_environment(with_tests=False, gpu_backend="cpu")
     else:
         python = bootstrap.venv_python()
         if not python.exists():
