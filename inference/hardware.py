@@ -87,6 +87,8 @@ class Hardware:
     notes: tuple[str, ...] = field(default=())
     # GPUs the operating system reports that no installed engine can use (e.g. "NVIDIA H200").
     unusable_gpus: tuple[str, ...] = ()
+    # What the source install said about the engine it built, e.g. "No CUDA compiler found: CPU only; …".
+    engine_build_note: str = ""
 
 
 def probe_hardware() -> Hardware:
@@ -112,7 +114,17 @@ def probe_hardware() -> Hardware:
         torch_gpu_backends=backends,
         notes=tuple(notes),
         unusable_gpus=() if probed.torch or probed.llama else system_gpu_names(),
+        engine_build_note=engine_build_note(),
     )
+
+
+def engine_build_note(environment: Path = Path(sys.prefix)) -> str:
+    """The sentence ``packaging/bootstrap.py`` stamped on this environment about the engine it built, or ''."""
+    try:
+        stamp = json.loads((environment / "hearth-install.json").read_text(encoding="utf-8"))
+        return str(stamp.get("engine_backend_reason", "")) if isinstance(stamp, dict) else ""
+    except (OSError, ValueError):
+        return ""
 
 
 @dataclass(frozen=True)

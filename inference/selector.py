@@ -133,6 +133,9 @@ def _gpu_plan(
     if prefs.n_gpu_layers == 0:
         return None, "you set 0 GPU layers in Settings"
     if not _gpus_for("llama.cpp", hardware) and not hardware.gpus and hardware.unusable_gpus:
+        if hardware.engine_build_note:
+            return None, (f"this copy of Hearth has no GPU engine for the {' and the '.join(hardware.unusable_gpus)} "
+                          f"it found (its install said: “{hardware.engine_build_note.rstrip('.')}”)")
         return None, (
             f"this copy of Hearth has no GPU engine for the {' and the '.join(hardware.unusable_gpus)} it found "
             "(that needs llama.cpp built with CUDA or ROCm, or PyTorch with GPU support; the installer ships "

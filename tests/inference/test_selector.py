@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -180,6 +181,18 @@ def test_a_gpu_no_engine_can_use_is_named_with_what_it_would_need() -> None:
     assert plan.device == "CPU"
     assert "no GPU engine for the NVIDIA GeForce RTX 4070" in plan.reason
     assert "CUDA" in plan.reason and "CPU engine only" in plan.reason
+
+
+def test_the_install_s_own_sentence_says_why_a_gpu_is_unused(tmp_path: Path) -> None:
+    from inference.hardware import engine_build_note
+
+    sentence = "No CUDA compiler found: CPU only; install the CUDA toolkit to use your NVIDIA GeForce RTX 4070."
+    (tmp_path / "hearth-install.json").write_text(json.dumps({"engine_backend": "cpu",
+                                                              "engine_backend_reason": sentence}))
+    assert engine_build_note(tmp_path) == sentence and engine_build_note(tmp_path / "none") == ""
+    hardware = replace(machine(), unusable_gpus=("NVIDIA GeForce RTX 4070",), engine_build_note=sentence)
+    plan = select_plan(hardware, model(), Preferences())
+    assert plan.device == "CPU" and "install the CUDA toolkit to use your NVIDIA GeForce RTX 4070" in plan.reason
 
 
 def test_gpus_are_found_in_sysfs_without_a_gpu_library(tmp_path: Path) -> None:
