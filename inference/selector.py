@@ -34,9 +34,9 @@ GIB = 1 << 30
 CPU_OVERHEAD_BYTES = 512 << 20
 GPU_OVERHEAD_BYTES = 768 << 20
 GPU_MARGIN_FRACTION = 0.10
-# The torch engine decodes eagerly: a fixed cost per layer and token. Measured on an
-# H200 with a 270M Gemma 3: 13-29 tokens/s, while llama.cpp on 16 CPU cores did
-# 95-124. Below this size llama.cpp on the CPU is the faster choice.
+# Measured on an H200 with a 270M Gemma 3 when the torch engine still decoded eagerly: 13-29
+# tokens/s, while llama.cpp on 16 CPU cores did 95-124. It now replays CUDA graphs over a static
+# cache, but that has not been measured on a GPU yet: until it is, small models stay on the CPU.
 MIN_TORCH_GPU_PARAMETERS = 1_000_000_000
 # Architectures transformers can load from GGUF (the torch engine's loader).
 TORCH_GGUF_ARCHITECTURES = frozenset(

@@ -6,16 +6,17 @@
 - Tokens: the GGUF's own vocabulary through llama.cpp (``vocab_only``), so the
   prompt is exactly the tokens the CPU engine would use, and the shared
   reply loop turns token bytes into text.
+- Decoding (inference/torch_decoder.py): a static KV cache for the whole
+  context, the prompt computed in chunks, each token chosen on the device.
+  On CUDA and ROCm the decode step is recorded once after loading as a CUDA
+  graph (``torch.cuda.CUDAGraph`` directly: ``torch.compile``'s cudagraph
+  trees crashed with SIGSEGV under torch 2.11) and replayed per token, so a
+  token costs one launch instead of hundreds; elsewhere, or if recording
+  fails, the same step runs eagerly (``decode_mode`` says which).
 - Multi-turn: the KV cache is kept between turns and cut back to the prefix
   the new prompt shares with it, so a turn only computes its new tokens. All
   layers keep full KV (like llama.cpp's ``swa_full``): sliding-window layers
   are masked by position, and a full cache can be cut back anywhere.
-- Speed: decoding is eager, so one token costs a fixed amount of Python and
-  kernel launches per layer. On an H200 a 270M Gemma 3 decoded 13-29
-  tokens/s this way (llama.cpp on 16 CPU cores: 95-124); compiling the step
-  with CUDA graphs over a static cache crashed the process (SIGSEGV inside
-  inductor's cudagraph tree, torch 2.11), so it is not used. The selector
-  therefore sends only larger models here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import llama_cpp
+import torch
 
 from inference.chat_format import ChatFormat, Message, SpecialTokens, chat_format_for, continues_reply
 from inference.context_window import fit_messages
@@ -39,11 +41,11 @@ from inference.gguf_info import GgufInfo, looks_instruction_tuned
 from inference.llama_cpp_engine import MIN_REPLY_ROOM
 from inference.llama_vocab import token_text
 from inference.reply_loop import ReplyLimits, stream_reply
-from inference.state_cache import common_prefix_length
+from inference.torch_decoder import StaticDecoder, sample_token
+
+__all__ = ["TorchEngine", "TorchReplyStream", "converted_weights_dir", "sample_token"]
 
 log = logging.getLogger(__name__)
-
-REPEAT_PENALTY_WINDOW = 64  # the last tokens the repeat penalty looks at (llama.cpp's default)
 
 
 class TorchEngine:
@@ -52,18 +54,24 @@ class TorchEngine:
     Args:
         plan: the device, dtype and context length to use.
         cache_dir: where converted weights are kept between runs (None: convert every time).
+        use_graphs: record the decode step as a CUDA graph (default: on CUDA and ROCm devices).
     """
 
-    def __init__(self, plan: ExecutionPlan, *, cache_dir: Path | None = None) -> None:
+    def __init__(self, plan: ExecutionPlan, *, cache_dir: Path | None = None, use_graphs: bool | None = None) -> None:
         self.plan = plan
+        self.use_graphs = plan.torch_device.startswith("cuda") if use_graphs is None else use_graphs
+        self.decode_mode = "eager"  # "cuda-graph" once the decode step is recorded
+        self.capture_s = 0.0  # seconds the recording took at load
         self._cache_dir = cache_dir
         self._model = None
+        self._decoder: StaticDecoder | None = None
         self._vocab_model: llama_cpp.Llama | None = None
         self._format: ChatFormat | None = None
-        self._kv = None
-        self._kv_tokens: list[int] = []
-        self.decode_mode = "eager"
-        self.evaluated_tokens = 0
+
+    @property
+    def evaluated_tokens(self) -> int:
+        """Every token the model has computed since load (prompt and reply)."""
+        return self._decoder.evaluated if self._decoder is not None else 0
 
     @property
     def chat_format_name(self) -> str:
@@ -71,13 +79,11 @@ class TorchEngine:
         return self._format.name if self._format is not None else ""
 
     def load(self, info: GgufInfo) -> None:
-        """Load the model's weights onto the device and its vocabulary.
+        """Load the model's weights onto the device and its vocabulary, then record the decode step.
 
         Raises:
-            ModelLoadError: transformers cannot read this model, or the device refused it.
+            ModelLoadError: transformers cannot read this model, or the device refused it (out of memory).
         """
-        import torch
-
         started = time.perf_counter()
         self._vocab_model = llama_cpp.Llama(model_path=str(info.path), vocab_only=True, verbose=False)
         vocab = self._vocab_model._model.vocab
@@ -93,14 +99,27 @@ class TorchEngine:
             is_base_model=not looks_instruction_tuned(info),
         )
         dtype = getattr(torch, self.plan.dtype, torch.bfloat16)
+        device = self.plan.torch_device
         try:
             model = self._load_weights(info, dtype)
-            self._model = model.to(self.plan.torch_device).eval()
+            self._model = model.to(device).eval()
+            self._decoder = StaticDecoder(self._model, n_ctx=self.plan.n_ctx, device=device)
+            self._decoder.allocate()
+        except torch.OutOfMemoryError as exc:
+            self.close()
+            raise ModelLoadError(
+                f"{info.path.name} with its {self.plan.n_ctx:,}-token KV cache does not fit in the free memory of "
+                f"the {self.plan.gpu_name or device} ({_first_line(exc)})."
+            ) from exc
         except (OSError, ValueError, RuntimeError, KeyError, NotImplementedError) as exc:
             self.close()
-            raise ModelLoadError(f"torch could not load {info.path.name} on {self.plan.torch_device}: {exc}") from exc
-        log.info("Loaded %s on %s in %.2f s (%s decoding)", info.path.name, self.plan.torch_device,
-                 time.perf_counter() - started, self.decode_mode)
+            raise ModelLoadError(f"torch could not load {info.path.name} on {device}: {exc}") from exc
+        if self.use_graphs:
+            self._decoder.capture()
+            self.capture_s = self._decoder.capture_s
+        self.decode_mode = self._decoder.mode
+        log.info("Loaded %s on %s in %.2f s (%s decoding, recorded in %.2f s)", info.path.name, device,
+                 time.perf_counter() - started, self.decode_mode, self.capture_s)
 
     def stream_chat(
         self, messages: Sequence[Message], *, params: SamplingParams, cancel: threading.Event
@@ -127,13 +146,10 @@ class TorchEngine:
     def close(self) -> None:
         """Free the model and the GPU memory it held."""
         self._model = None
-        self._kv = None
-        self._kv_tokens = []
+        self._decoder = None
         if self._vocab_model is not None:
             self._vocab_model.close()
             self._vocab_model = None
-        import torch
-
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -149,9 +165,7 @@ class TorchEngine:
 
         if self._cache_dir is None:
             return AutoModelForCausalLM.from_pretrained(str(info.path.parent), gguf_file=info.path.name, dtype=dtype)
-        stat = info.path.stat()
-        key = hashlib.sha256(f"{info.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{dtype}".encode()).hexdigest()
-        converted = self._cache_dir / "torch" / key[:24]
+        converted = converted_weights_dir(self._cache_dir, info.path, dtype)
         if (converted / "config.json").exists():
             # Straight onto the device: no random initialisation on the CPU first.
             return AutoModelForCausalLM.from_pretrained(str(converted), dtype=dtype, device_map=self.plan.torch_device)
@@ -166,48 +180,20 @@ class TorchEngine:
             shutil.rmtree(partial, ignore_errors=True)
         return model
 
-    def _decode(self, new_tokens: list[int]):
-        """Run the model on tokens that extend the KV cache; return the last position's logits."""
-        import torch
-
-        ids = torch.tensor([new_tokens], device=self.plan.torch_device)
-        output = self._model(input_ids=ids, past_key_values=self._kv, use_cache=True)
-        self._kv_tokens.extend(new_tokens)
-        self.evaluated_tokens += len(new_tokens)
-        return output.logits[0, -1].clone()
-
-    def _reuse_cache_for(self, prompt: list[int]) -> list[int]:
-        """Cut the KV cache back to the prefix it shares with ``prompt``; return the tokens still to compute."""
-        from transformers import DynamicCache
-
-        shared = common_prefix_length(self._kv_tokens, prompt)
-        shared = min(shared, len(prompt) - 1)  # the last prompt token must run to give logits
-        if self._kv is None or shared == 0:
-            self._kv = DynamicCache()
-            self._kv_tokens = []
-            return list(prompt)
-        surplus = len(self._kv_tokens) - shared
-        if surplus:
-            self._kv.crop(-surplus)  # a negative count removes that many tokens, in every transformers version
-        del self._kv_tokens[shared:]
-        return list(prompt[shared:])
-
     def _generate(self, prompt: list[int], params: SamplingParams) -> Iterator[int]:
         """Sample tokens one by one; the KV cache holds every token fed so far."""
-        import torch
+        return self._decoder.generate(prompt, params)
 
-        generator = torch.Generator(device=self.plan.torch_device)
-        if params.seed is not None:
-            generator.manual_seed(params.seed)
-        else:
-            generator.seed()
-        with torch.inference_mode():
-            logits = self._decode(self._reuse_cache_for(prompt))
-            while True:
-                recent = self._kv_tokens[-REPEAT_PENALTY_WINDOW:]
-                token = sample_token(logits, params, generator, recent)
-                yield token
-                logits = self._decode([token])
+
+def converted_weights_dir(cache_dir: Path, gguf_path: Path, dtype) -> Path:
+    """Where the weights of ``gguf_path`` converted to ``dtype`` are cached (a folder with config.json)."""
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{dtype}".encode()).hexdigest()
+    return cache_dir / "torch" / key[:24]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _save_dequantized(model, folder: Path) -> None:
@@ -251,9 +237,9 @@ class TorchReplyStream:
                 dropped_messages=self._dropped,
                 on_stats=self._set_stats,
             )
-        except RuntimeError as exc:  # CUDA out of memory, a device error…
-            engine._kv, engine._kv_tokens = None, []
-            raise GenerationError(f"The GPU failed while generating: {exc}") from exc
+        except RuntimeError as exc:  # CUDA out of memory, a device error, a full context…
+            _forget_cache(engine)
+            raise GenerationError(f"The GPU failed while generating: {_first_line(exc)}") from exc
         finally:
             tokens.close()
 
@@ -261,30 +247,11 @@ class TorchReplyStream:
         self.stats = stats
 
 
-def sample_token(logits, params: SamplingParams, generator, recent: Sequence[int]) -> int:
-    """Pick the next token from ``logits`` as llama.cpp's sampler chain would.
-
-    Repeat penalty over ``recent`` tokens, then greedy at temperature 0;
-    otherwise top-k, temperature, top-p and min-p, then a draw.
-    """
-    import torch
-
-    logits = logits.float()
-    if params.repeat_penalty != 1.0 and recent:
-        index = torch.tensor(sorted(set(recent)), device=logits.device)
-        chosen = logits[index]
-        logits[index] = torch.where(chosen > 0, chosen / params.repeat_penalty, chosen * params.repeat_penalty)
-    if params.temperature <= 0:
-        return int(torch.argmax(logits))
-    if 0 < params.top_k < logits.shape[-1]:
-        values, indices = torch.topk(logits, params.top_k)
-    else:
-        values, indices = torch.sort(logits, descending=True)
-    probs = torch.softmax(values / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        cumulative = torch.cumsum(probs, dim=-1)
-        probs = torch.where(cumulative - probs > params.top_p, torch.zeros_like(probs), probs)
-    if params.min_p > 0:
-        probs = torch.where(probs < params.min_p * probs[0], torch.zeros_like(probs), probs)
-    choice = torch.multinomial(probs / probs.sum(), 1, generator=generator)
-    return int(indices[choice])
+def _forget_cache(engine: TorchEngine) -> None:
+    """After a failed reply: the next one starts from an empty cache (if the device still answers)."""
+    if engine._decoder is None:
+        return
+    try:
+        engine._decoder.reset()
+    except RuntimeError as exc:
+        log.warning("Could not reset the KV cache after a failure: %s", exc)

@@ -121,3 +121,87 @@ def write_random_gemma3(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+# Quantized blocks: (bytes per 256 weights, byte offsets of the f16 scales to set).
+_QUANT_BLOCKS = {gguf.GGMLQuantizationType.Q4_K: (144, (0, 2)), gguf.GGMLQuantizationType.Q6_K: (210, (208,))}
+
+
+def write_random_llama(
+    path: Path,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    ff: int = 128,
+    vocab_size: int = 0,
+    context_length: int = 4096,
+    rope_theta: float = 10000.0,
+    tied_embeddings: bool = False,
+    weights: str = "F32",
+    scale: float = 0.02,
+    seed: int = 0,
+) -> Path:
+    """A Llama GGUF with random weights and the tiny SentencePiece vocabulary (padded to ``vocab_size``).
+
+    ``weights``: "F32" or "F16" (normal weights times ``scale``: both
+    llama.cpp and transformers load these), or "Q4_K_M" (random quantized
+    blocks in llama.cpp's Q4_K_M mix of Q4_K and Q6_K, for speed measurements
+    at real shapes; needs ``hidden`` and ``ff`` to be multiples of 256).
+    """
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("Random Llama test model")
+    writer.add_context_length(context_length)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(hidden // heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(rope_theta)
+    vocab = add_tiny_spm_vocab(writer, vocab_size)
+    writer.add_vocab_size(vocab)
+    file_types = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
+                  "Q4_K_M": gguf.LlamaFileType.MOSTLY_Q4_K_M}
+    writer.add_file_type(file_types[weights])
+    rng = np.random.default_rng(seed)
+    head_dim = hidden // heads
+
+    def add(name: str, rows: int, columns: int, *, more_bits: bool = False) -> None:
+        if weights != "Q4_K_M":
+            values = rng.standard_normal((rows, columns), dtype=np.float32) * scale
+            writer.add_tensor(name, values.astype(np.float16 if weights == "F16" else np.float32))
+            return
+        kind = gguf.GGMLQuantizationType.Q6_K if more_bits else gguf.GGMLQuantizationType.Q4_K
+        block_bytes, scale_offsets = _QUANT_BLOCKS[kind]
+        blocks = np.frombuffer(rng.bytes(rows * columns // 256 * block_bytes), dtype=np.uint8).copy()
+        blocks = blocks.reshape(-1, block_bytes)
+        for offset in scale_offsets:  # small, finite block scales: no NaN or infinity in the weights
+            blocks[:, offset:offset + 2] = np.array([1e-4], dtype=np.float16).view(np.uint8)
+        writer.add_tensor(name, blocks.reshape(rows, -1), raw_dtype=kind)
+
+    def more_bits(layer: int) -> bool:  # llama.cpp's use_more_bits: Q6_K for these layers' attn_v and ffn_down
+        return layer < layers // 8 or layer >= 7 * layers // 8 or (layer - layers // 8) % 3 == 2
+
+    add("token_embd.weight", vocab, hidden, more_bits=tied_embeddings)
+    writer.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
+    if not tied_embeddings:
+        add("output.weight", vocab, hidden, more_bits=True)
+    for layer in range(layers):
+        prefix = f"blk.{layer}."
+        writer.add_tensor(prefix + "attn_norm.weight", np.ones(hidden, dtype=np.float32))
+        writer.add_tensor(prefix + "ffn_norm.weight", np.ones(hidden, dtype=np.float32))
+        add(prefix + "attn_q.weight", heads * head_dim, hidden)
+        add(prefix + "attn_k.weight", kv_heads * head_dim, hidden)
+        add(prefix + "attn_v.weight", kv_heads * head_dim, hidden, more_bits=more_bits(layer))
+        add(prefix + "attn_output.weight", hidden, heads * head_dim)
+        add(prefix + "ffn_gate.weight", ff, hidden)
+        add(prefix + "ffn_up.weight", ff, hidden)
+        add(prefix + "ffn_down.weight", hidden, ff, more_bits=more_bits(layer))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -4,10 +4,15 @@
 
 Builds a random-weight Gemma 3 GGUF with the real 270M model's shapes (262,144
 tokens, 18 layers) on the spot, then goes through the app's own path:
-hardware probe -> selector -> engine process -> torch on the GPU. Compares
-decode speed with llama.cpp on this machine's CPU on the same file. Each
-section records its own error instead of stopping the run. The last line
-printed is one JSON object.
+hardware probe -> selector -> engine process -> the GPU. A model this small
+is planned onto the CPU by default (MIN_TORCH_GPU_PARAMETERS), so the GPU
+sections ask for the GPU as Settings would (``Preferences(device="gpu")``)
+and check that they got it: the plan's device is not the CPU and its engine
+is the one this machine offers for the GPU (llama.cpp when it was built with
+a GPU backend, else torch); otherwise the section records an error.
+Compares decode speed with llama.cpp on this machine's CPU on the same file.
+Each section records its own error instead of stopping the run. The last
+line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from inference.session import ModelChoice, open_model  # noqa: E402
 from tests.gguf_factory import write_random_gemma3  # noqa: E402
 
 SAMPLING = SamplingParams(temperature=0.8, seed=3, max_tokens=128, repeat_penalty=1.0)
+ON_GPU = Preferences(device="gpu")  # what this check measures, whatever the selector would choose by itself
 QUESTIONS = ["what is the sea?", "why is it blue?", "what fish live in it?", "and whales?", "is it salty?"]
 
 
@@ -92,19 +98,30 @@ def main() -> None:
                            "notes": hardware.notes}
     print("hardware:", json.dumps(results["hardware"]), flush=True)
     info = read_gguf_info(model_path)
-    plan = select_plan(hardware, info, Preferences())
-    results["plan"] = {"engine": plan.engine, "device": plan.device, "torch_device": plan.torch_device,
-                       "dtype": plan.dtype, "n_ctx": plan.n_ctx, "reason": plan.reason}
-    print("plan:", json.dumps(results["plan"]), flush=True)
+    default_plan = select_plan(hardware, info, Preferences())
+    wanted_engine = "llama.cpp" if (getattr(hardware, "llama_gpus", ()) or hardware.llama_gpu_offload) else "torch"
+
+    def gpu_plan():
+        plan = select_plan(hardware, info, ON_GPU)
+        row = {"engine": plan.engine, "device": plan.device, "torch_device": plan.torch_device, "dtype": plan.dtype,
+               "n_ctx": plan.n_ctx, "reason": plan.reason, "wanted_engine": wanted_engine,
+               "default_plan": {"engine": default_plan.engine, "device": default_plan.device,
+                                "reason": default_plan.reason}}
+        _check_on_gpu(plan, wanted_engine, "the selector")
+        return row
+
+    section(results, "plan")(gpu_plan)
     options = EngineOptions(cache_dir=work / "cache")
     choice = ModelChoice(path=model_path, display_name="random gemma3")
 
     def gpu_session():
-        first = open_model(choice, hardware, Preferences(), options=options)
+        first = open_model(choice, hardware, ON_GPU, options=options)
         first_load = first.load_s
         first.engine.close()
-        loaded = open_model(choice, hardware, Preferences(), options=options)
+        _check_on_gpu(first.plan, wanted_engine, "the first load")
+        loaded = open_model(choice, hardware, ON_GPU, options=options)
         try:
+            _check_on_gpu(loaded.plan, wanted_engine, "the cached load")
             turns = chat(loaded.engine, QUESTIONS)
             cancel = threading.Event()
             stream = loaded.engine.stream_chat([{"role": "user", "content": "tell me a long story"}],
@@ -131,6 +148,7 @@ def main() -> None:
                 crashed = str(exc)
             loaded.engine.load(info)
             after_crash = chat(loaded.engine, QUESTIONS[:1])
+            _check_on_gpu(loaded.engine.plan, wanted_engine, "the reload after the crash")
             return {"plan": loaded.plan.summary(), "decode_mode": loaded.engine.decode_mode,
                     "first_load_s": round(first_load, 2),
                     "cached_load_s": round(loaded.load_s, 2), "turns": turns,
@@ -143,7 +161,7 @@ def main() -> None:
 
     def cpu_baseline():
         cpu_plan = ExecutionPlan(engine="llama.cpp", device="CPU", n_threads=min(16, CpuFacts.probe().physical_cores),
-                                 n_ctx=plan.n_ctx, n_gpu_layers=0, reason="baseline")
+                                 n_ctx=default_plan.n_ctx, n_gpu_layers=0, reason="baseline")
         from inference.process_engine import ProcessEngine
 
         engine = ProcessEngine(cpu_plan)
@@ -161,9 +179,19 @@ def main() -> None:
             return {"skipped": "no GPU"}
         missing = GpuDevice(backend="cuda", index=97, name="GPU that is not there", total_bytes=80 << 30,
                             free_bytes=80 << 30)
-        loaded = open_model(choice, replace(hardware, gpus=(missing,)), Preferences(), options=options)
+        # torch only, on a device that is not there: the GPU load must fail and the CPU take over.
+        absent = replace(hardware, gpus=(missing,), llama_gpu_offload=False)
+        if hasattr(absent, "llama_gpus"):
+            absent = replace(absent, llama_gpus=())
+        planned = select_plan(absent, info, ON_GPU)
+        _check_on_gpu(planned, "torch", "the plan for the missing GPU")
+        plans = []
+        loaded = open_model(choice, absent, ON_GPU, options=options, on_plan=plans.append)
         try:
-            return {"device": loaded.plan.device, "reason": loaded.plan.reason}
+            if loaded.plan.device != "CPU":
+                raise AssertionError(f"the missing GPU did not fall back to the CPU: {loaded.plan.summary()}")
+            return {"plans_tried": [tried.summary() for tried in plans], "device": loaded.plan.device,
+                    "reason": loaded.plan.reason}
         finally:
             loaded.engine.close()
 
@@ -174,6 +202,13 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=str))
     print(text)
+
+
+def _check_on_gpu(plan: ExecutionPlan, engine: str, what: str) -> None:
+    """Raise (the section records it) unless ``plan`` runs on a GPU with ``engine``."""
+    if plan.device == "CPU" or plan.engine != engine:
+        raise AssertionError(f"{what} planned {plan.engine} on the {plan.device}, not {engine} on a GPU: "
+                             f"{plan.reason}")
 
 
 if __name__ == "__main__":
