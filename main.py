@@ -7,6 +7,7 @@ runs the window (or the headless self-test).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -58,16 +59,48 @@ def configure_logging(log_dir: Path) -> None:
     root.addHandler(handler)
 
 
-def model_chooser(paths: AppPaths, model_file: Path | None):
+@contextlib.contextmanager
+def output_to_log(log_file: Path):
+    """Send whatever is written to stdout and stderr meanwhile to ``log_file``, at the file-descriptor level.
+
+    The self-test's stdout must be its one JSON line. llama.cpp prints from C,
+    and the engine process (which inherits these descriptors) may print a
+    Python traceback before it reports the error as a sentence: all of that
+    belongs in the log, not on the user's terminal.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no console at all (a windowed app): nothing to keep clean
+        yield
+        return
+    try:
+        with open(log_file, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in saved:
+            os.close(descriptor)
+
+
+def model_chooser(paths: AppPaths, registry: ModelRegistry, model_file: Path | None):
     """A function that returns the model to open: ``model_file``, or the registered default.
 
     It may copy and hash the built-in model on first use, so it is called off the GUI thread.
+    ``registry`` is the one the window uses too: one list of models, one writer of models.json.
     """
 
     def choose() -> ModelChoice:
         if model_file is not None:
             return ModelChoice(path=model_file)
-        registry = ModelRegistry(paths.registry_file)
         builtin = ensure_builtin_model(registry, paths.models_dir, packaged_gemma_chunks())
         default = registry.default() if registry.all() else builtin
         return ModelChoice(path=default.path, display_name=default.display_name, is_demo=default.is_demo)
@@ -84,19 +117,22 @@ def main(argv: list[str]) -> int:
     paths = AppPaths.under(args.home) if args.home else AppPaths.for_current_user()
     paths.create()
     configure_logging(paths.log_dir)
-    choose_model = model_chooser(paths, args.model)
+    registry = ModelRegistry(paths.registry_file)  # the only one: choose_model and the window share it
+    choose_model = model_chooser(paths, registry, args.model)
 
     from inference.hardware import probe_hardware
 
     settings = SettingsStore(paths.settings_file)
     if args.self_test:
+        from gui.messages import describe_error  # Qt-free: sentences for people
         from gui.preferences import engine_preferences  # Qt-free helper
         from inference.self_test import run_self_test
 
-        result = run_self_test(
-            choose_model, probe_hardware, engine_preferences(settings.load()), paths.cache_dir,
-            exact_tokens=args.tokens, cpu_variant=args.cpu_variant,
-        )
+        with output_to_log(paths.log_dir / "hearth.log"):
+            result = run_self_test(
+                choose_model, probe_hardware, engine_preferences(settings.load()), paths.cache_dir,
+                exact_tokens=args.tokens, cpu_variant=args.cpu_variant, describe_error=describe_error,
+            )
         print(json.dumps(result), flush=True)
         return 0 if result["ok"] else 1
 
@@ -108,7 +144,6 @@ def main(argv: list[str]) -> int:
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
     tokens = TokenStore()
     tokens.preload()  # keyring takes ~0.3 s to import and probe: not on the way to the window
-    registry = ModelRegistry(paths.registry_file)
     models = ModelServices(
         hub=HubClient(endpoint=endpoint, token=tokens.get),
         downloader=ModelDownloader(paths.models_dir, registry, endpoint=endpoint, token=tokens.get),

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ from PySide6.QtWidgets import QApplication
 from gui.download_manager import DownloadManager
 from gui.inference_worker import InferenceWorker, WorkerThread
 from gui.main_window import MainWindow
+from gui.messages import describe_error
 from gui.model_manager import ModelManager
 from gui.single_instance import SingleInstance
 from gui.theme import follow_system_theme
-from inference.errors import describe_error
 from inference.hardware import CpuFacts, Hardware
 from inference.session import ModelChoice
 from model_store.conversations import ConversationStore, ConversationStoreError
@@ -66,6 +67,39 @@ class Ui:
     downloads: DownloadManager | None = None
 
 
+class StorageErrors:
+    """Carries the writer's error reports to the window; the ones that come before it exists wait for it.
+
+    ``report`` runs on the writer's thread, possibly while the window is
+    still being built (the first write is queued before it); ``attach``
+    hands the window everything reported so far and later reports go
+    straight to it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window: MainWindow | None = None
+        self._waiting: list[str] = []
+
+    def report(self, exc: Exception) -> None:
+        """Tell the window that a save failed (queued while there is no window yet)."""
+        message = describe_error(exc)
+        with self._lock:
+            window = self._window
+            if window is None:
+                self._waiting.append(message)
+                return
+        window.storage_failed.emit(message)
+
+    def attach(self, window: MainWindow) -> None:
+        """From now on, tell ``window``; show it what was reported before (call on the GUI thread)."""
+        with self._lock:
+            self._window = window
+            waiting, self._waiting = self._waiting, []
+        for message in waiting:
+            window.storage_failed.emit(message)
+
+
 def connect_worker(window: MainWindow, worker: InferenceWorker) -> None:
     """Wire the window and the worker. Every cross-thread connection is made here, to slots."""
     panel = window.panel
@@ -106,9 +140,11 @@ def build_ui(
 ) -> Ui:
     """Create the window, its store and its inference thread, wired and started; the default model starts loading."""
     store = open_conversation_store(conversations_file)
-    writer = StoreWriter(store.path, on_error=lambda exc: window.storage_failed.emit(describe_error(exc)))
+    errors = StorageErrors()
+    writer = StoreWriter(store.path, on_error=errors.report)
     writer.submit("purge_deleted", PURGE_DELETED_AFTER_S)
     window = MainWindow(settings, CpuFacts.probe(), store, writer)
+    errors.attach(window)
     downloads = None
     if models is not None:
         downloads = DownloadManager(models.downloader)
@@ -130,6 +166,8 @@ def shut_down(ui: Ui) -> None:
     if ui.downloads is not None:
         ui.downloads.shutdown()  # partial files stay: the next start resumes them
     ui.worker_thread.stop()
+    if not ui.window.close_storage():
+        log.warning("The settings were still being saved when Hearth quit")
     ui.writer.close()
     ui.store.close()
 
@@ -145,6 +183,7 @@ def run_app(
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     _keep_bundle_libraries_to_ourselves()
+    _keep_secrets_out_of_core_dumps()
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Hearth")
     app.setApplicationDisplayName("Hearth")
@@ -179,6 +218,23 @@ def _keep_bundle_libraries_to_ourselves() -> None:
             os.environ.pop("LD_LIBRARY_PATH", None)
         else:
             os.environ["LD_LIBRARY_PATH"] = original
+
+
+def _keep_secrets_out_of_core_dumps() -> None:
+    """On Linux, make this process non-dumpable: a crash writes no core file, and the access token is in memory.
+
+    It also keeps other programs of the same user from attaching to it (ptrace,
+    /proc/<pid>/mem). The engine runs in a process of its own, started with
+    exec, which is dumpable again: its crashes can still be debugged.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_dumpable = 4
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+        log.warning("Could not keep core dumps off (errno %d)", ctypes.get_errno())
 
 
 def _log_start_time() -> None:

@@ -7,7 +7,7 @@ import threading
 
 from PySide6.QtCore import QObject, Signal
 
-from inference.errors import describe_error
+from gui.messages import describe_error
 from model_store.downloads import DownloadCancelled, DownloadProgress, ModelDownloader
 from model_store.hub import ModelOption
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
+from gui.messages import describe_error
 from inference.engine import EngineOptions, ExecutionPlan, ReplyStats, SamplingParams
-from inference.errors import EngineCrashedError, GenerationError, describe_error
+from inference.errors import EngineCrashedError, GenerationError
 from inference.hardware import CpuFacts, GpuDevice, Hardware
 from inference.selector import Preferences, fewer_gpu_layers
 from inference.session import LoadedModel, ModelChoice, open_model

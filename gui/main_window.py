@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
@@ -20,16 +22,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.background import LatestSaver
 from gui.chat_session import ChatSession
 from gui.conversation_dialog import ConversationDialog
 from gui.conversation_panel import ConversationPanel
 from gui.demo_notice import DemoNotice
 from gui.inference_worker import LoadRequest, ModelReady, ReplyRequest, ThreadsChosen
+from gui.messages import describe_error
 from gui.preferences import cpu_signature, engine_preferences, sampling_params
 from gui.settings_dialog import SettingsDialog
 from gui.sidebar import Sidebar
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
-from inference.errors import describe_error
 from inference.hardware import CpuFacts
 from inference.session import ModelChoice
 from model_store.conversation_io import export_json, export_markdown, import_json
@@ -38,6 +41,7 @@ from model_store.settings import Settings, SettingsStore
 from model_store.store_writer import StoreWriter
 
 UNDO_DELETE_MS = 10_000
+OPENING = "Opening the conversation (waiting for the disk to save the last changes)…"
 
 
 def engine_tooltip(plan: ExecutionPlan, chat_format: str, *, threads: str = "") -> str:
@@ -56,6 +60,10 @@ def engine_tooltip(plan: ExecutionPlan, chat_format: str, *, threads: str = "") 
 class MainWindow(QMainWindow):
     """The chat window. Talks to the inference worker only through signals.
 
+    The GUI thread never waits for the disk: conversation writes are queued to
+    the :class:`StoreWriter` (what needs them committed first runs when the
+    writer says so) and settings are saved by a :class:`LatestSaver`.
+
     Signals:
         load_requested(LoadRequest): ask the worker to load a model.
         reply_requested(ReplyRequest): ask the worker for a reply.
@@ -65,6 +73,8 @@ class MainWindow(QMainWindow):
     load_requested = Signal(object)
     reply_requested = Signal(object)
     storage_failed = Signal(str)
+    # Emitted on the writer's thread once queued writes are committed; carries what to run next.
+    _writes_done = Signal(object)
 
     def __init__(
         self, settings: SettingsStore, cpu: CpuFacts, store: ConversationStore, writer: StoreWriter
@@ -78,6 +88,15 @@ class MainWindow(QMainWindow):
         self._model_choice: ModelChoice | None = None
         self._model: ModelReady | None = None
         self._deleted_id: str | None = None
+        self._deleted_session: ChatSession | None = None  # the open conversation, if that is what was deleted
+        self._opening = 0  # counts open requests: one answered late gives way to a newer one
+        self._searching = 0  # the same for searches
+        self._deleted_here: set[str] = set()  # the store lists them until their delete is written
+        self._sidebar_refresh_queued = False
+        self._storage_closed = False
+        self._settings_saver = LatestSaver(self._settings_store.save, self)
+        self._settings_saver.failed.connect(self._show_status)
+        self._writes_done.connect(self._run_after_writes)
         self._notices_shown: list[str] = []
         self._make_model_manager: Callable[[], QDialog] | None = None
         self._model_manager: QDialog | None = None
@@ -102,7 +121,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.panel.stop_reply)
         latest = store.conversations()
-        self.open_conversation(latest[0].id if latest else None)
+        # Read at once: nothing of this window's is queued yet (at most the purge of long-deleted chats).
+        self._open_now(self._opening, latest[0].id if latest else None, None)
 
     def bring_to_front(self) -> None:
         """Show and raise the window (another Hearth start asked for it)."""
@@ -121,16 +141,43 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------- conversations
 
     def open_conversation(self, conversation_id: str | None, *, focus_message: str | None = None) -> None:
-        """Show a saved conversation (None: a new, empty one)."""
+        """Show a saved conversation (None: a new, empty one).
+
+        A saved one is read once the writes queued so far are committed: at
+        once when there are none, otherwise when the writer is done with them
+        (the window goes on meanwhile; a newer request replaces this one).
+        """
+        if not self._may_switch():
+            return
+        self._opening += 1
+        if conversation_id is None:
+            self._open_now(self._opening, None, focus_message)
+            return
+        if self._writer.pending:
+            self._show_status(OPENING)
+        self._after_writes(partial(self._open_now, self._opening, conversation_id, focus_message))
+
+    def _may_switch(self) -> bool:
+        """False (and says why) while a reply runs or a message waits for the model."""
         if self.panel.active is not None:
             self._show_status("Stop the reply before switching conversations.")
-            return
+            return False
         if self.panel.waiting is not None:
             self._show_status("Your message is waiting for the model: press Stop to stop waiting before switching.")
+            return False
+        return True
+
+    def _open_now(self, opening: int, conversation_id: str | None, focus_message: str | None) -> None:
+        if opening != self._opening or not self._may_switch():
             return
-        self._writer.flush(2.0)  # read our own queued writes
+        if self.status_message.text() == OPENING:
+            self.status_message.setText("")
         conversation = self._store.conversation(conversation_id) if conversation_id else None
-        self.panel.open(ChatSession(self._store, self._writer, conversation), focus_message=focus_message)
+        self._show_session(ChatSession(self._store, self._writer, conversation), focus_message)
+
+    def _show_session(self, session: ChatSession, focus_message: str | None = None) -> None:
+        self.panel.open(session, focus_message=focus_message)
+        conversation = session.conversation
         if conversation and conversation.model and conversation.model != self._model_path():
             if Path(conversation.model).is_file():
                 self.load_model(ModelChoice(path=Path(conversation.model)))
@@ -152,9 +199,14 @@ class MainWindow(QMainWindow):
         """Reload the conversation list, with the open conversation as the newest.
 
         It does not wait for queued writes (that would block on the disk): the
-        open conversation, which may not be written yet, comes from memory.
+        open conversation, which may not be written yet, comes from memory, a
+        conversation deleted here is left out at once, and the list is read
+        again once the writes queued now are in (pins, titles of the others).
         """
-        listed = self._store.conversations()
+        listed = [c for c in self._store.conversations() if c.id not in self._deleted_here]
+        if self._writer.pending and not self._sidebar_refresh_queued:
+            self._sidebar_refresh_queued = True
+            self._writer.when_done(partial(self._writes_done.emit, self._refresh_sidebar_after_writes))
         current = self.panel.session.conversation
         if current is not None:
             stored = current  # memory is ahead of the queued writes
@@ -164,11 +216,21 @@ class MainWindow(QMainWindow):
             listed += [c for c in others if not c.pinned]
         self.sidebar.show_conversations(listed, self.panel.session.conversation_id)
 
+    def _refresh_sidebar_after_writes(self) -> None:
+        self._sidebar_refresh_queued = False
+        self.refresh_sidebar()
+
     @Slot()
     def open_conversation_settings(self) -> None:
-        """Edit this conversation's system prompt and reply settings, or apply a preset."""
-        session = self.panel.session
-        self._writer.flush(2.0)
+        """Edit this conversation's system prompt and reply settings, or apply a preset.
+
+        The dialog opens once queued writes (a preset saved a moment ago) are committed.
+        """
+        self._after_writes(partial(self._edit_conversation_settings, self.panel.session))
+
+    def _edit_conversation_settings(self, session: ChatSession) -> None:
+        if session is not self.panel.session:
+            return  # another conversation was opened meanwhile
         conversation = session.conversation
         dialog = ConversationDialog(
             system_prompt=session.system_prompt,
@@ -285,13 +347,19 @@ class MainWindow(QMainWindow):
         )
         # Measurements may have arrived while the dialog was open: they are not the dialog's to drop.
         self._settings = replace(settings, measured_threads=self._settings.measured_threads)
-        self._settings_store.save(self._settings)
+        self._save_settings()
         if reload and self.panel.active is None:
             self.load_model(self._model_choice)
 
     def stop_reply(self) -> None:
         """Stop the reply in progress."""
         self.panel.stop_reply()
+
+    def close_storage(self, timeout: float = 5.0) -> bool:
+        """At shutdown, before the store closes: drop what still waits for queued writes, and wait until the
+        settings asked to be saved are on disk. False if that took longer than ``timeout``."""
+        self._storage_closed = True
+        return self._settings_saver.wait(timeout)
 
     # ------------------------------------------------------------ worker slots
 
@@ -324,7 +392,7 @@ class MainWindow(QMainWindow):
     def on_threads_measured(self, chosen: ThreadsChosen) -> None:
         """Keep the thread count measured for the loaded model, and show the plan it runs with now."""
         self._settings.measured_threads.setdefault(cpu_signature(self._cpu), {})[chosen.model_key] = chosen.measured
-        self._settings_store.save(self._settings)
+        self._save_settings()
         if self._model is not None:
             self._model = replace(self._model, plan=chosen.plan)
             self.engine_label.setText(chosen.plan.summary())
@@ -336,6 +404,22 @@ class MainWindow(QMainWindow):
         self.panel.chat_view.add_notice(f"{reason} Your conversation is kept; Hearth is restarting the engine.")
 
     # --------------------------------------------------------------- helpers
+
+    def _save_settings(self) -> None:
+        """Save a snapshot of the settings off the GUI thread (the file is written with fsync)."""
+        self._settings_saver.save(copy.deepcopy(self._settings))
+
+    def _after_writes(self, then: Callable[[], None]) -> None:
+        """Run ``then`` on the GUI thread once every queued write is committed: now if none is queued."""
+        if not self._writer.pending:
+            then()
+            return
+        self._writer.when_done(partial(self._writes_done.emit, then))
+
+    @Slot(object)
+    def _run_after_writes(self, then: Callable[[], None]) -> None:
+        if not self._storage_closed:
+            then()
 
     def _sampling(self) -> SamplingParams:
         """Reply settings: the user's defaults, overridden by the open conversation's own."""
@@ -385,7 +469,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_demo_notice_dismissed(self) -> None:
         self._settings.demo_notice_dismissed = True
-        self._settings_store.save(self._settings)
+        self._save_settings()
 
     @Slot(str, str)
     def _rename(self, conversation_id: str, title: str) -> None:
@@ -404,9 +488,14 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _delete(self, conversation_id: str) -> None:
-        conversation = self._store.conversation(conversation_id)
+        session = self.panel.session
+        current = session.conversation_id == conversation_id
+        # The open conversation is taken from memory, which may be ahead of the queued writes.
+        conversation = session.conversation if current else self._store.conversation(conversation_id)
         self._writer.submit("delete", conversation_id)
+        self._deleted_here.add(conversation_id)
         self._deleted_id = conversation_id
+        self._deleted_session = session if current else None
         title = conversation.title if conversation else "the conversation"
         self.status_message.setText(f"Deleted “{title}”.")
         self.undo_button.show()
@@ -421,15 +510,25 @@ class MainWindow(QMainWindow):
         if self._deleted_id is None:
             return
         self._writer.submit("undo_delete", self._deleted_id)
-        self.open_conversation(self._deleted_id)
+        self._deleted_here.discard(self._deleted_id)
+        if self._deleted_session is not None and self._may_switch():
+            self._opening += 1  # a slower open still on its way gives way to this one
+            self._show_session(self._deleted_session)  # it is all in memory: no need to wait for the disk
+        else:
+            self.open_conversation(self._deleted_id)
         self._deleted_id = None
+        self._deleted_session = None
         self.undo_button.hide()
         self.status_message.setText("Restored.")
 
     @Slot(str)
     def _search(self, text: str) -> None:
-        self._writer.flush(0.5)  # usually instant; never hold the window long for the newest words
-        self.sidebar.show_hits(self._store.search(text))
+        self._searching += 1
+        self._after_writes(partial(self._show_hits, self._searching, text))  # the newest words too
+
+    def _show_hits(self, searching: int, text: str) -> None:
+        if searching == self._searching and self.sidebar.search_box.text().strip() == text:
+            self.sidebar.show_hits(self._store.search(text))
 
     def _wire_sidebar(self) -> None:
         self.sidebar.new_chat_requested.connect(self.new_conversation)

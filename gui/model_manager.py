@@ -1,13 +1,16 @@
 """The model manager: find GGUF models on the Hub, judge them for this machine, download, keep, delete, import.
 
-Every network, disk and hashing call runs off the GUI thread (BackgroundCall,
-DownloadManager); this window only shows what comes back.
+Every network, disk, hashing and keyring call runs off the GUI thread
+(BackgroundCall, DownloadManager); this window only shows what comes back.
+The keyring counts: a locked one asks the user to unlock it and the call
+waits for as long as that prompt is open.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -35,11 +38,34 @@ from inference.hardware import Hardware
 from inference.selector import Preferences, Verdict, download_verdict, estimated_info
 from model_store.credentials import TokenStore
 from model_store.hub import HubClient, ModelOption, RepoDetails, RepoSummary
+from model_store.model_files import refuse_code_carrying
 from model_store.recommended import RECOMMENDED
 from model_store.registry import InstalledModel, ModelRegistry
 
 ROLE = Qt.ItemDataRole.UserRole
 VERDICT_MARKS = {"gpu": "✔ GPU", "gpu_partial": "✔ GPU, partly", "cpu": "✔ CPU", "too_big": "✘ too big", "no_disk": "✘ no disk space"}
+CHECKING_KEYRING = "Checking the system keyring… (if it is locked, it may be asking you to unlock it)"
+
+
+@dataclass(frozen=True)
+class TokenState:
+    """What the token tab shows, read from the keyring off the GUI thread."""
+
+    saved: bool
+    persistent: bool
+    problem: str
+
+    @classmethod
+    def read(cls, tokens: TokenStore) -> TokenState:
+        """Ask ``tokens`` (this may wait for the keyring: call it off the GUI thread)."""
+        saved = tokens.get() is not None
+        return cls(saved=saved, persistent=tokens.persistent, problem=tokens.problem)
+
+    def sentence(self) -> str:
+        """The token tab's status line."""
+        where = "in your system keyring" if self.persistent else "in memory only"
+        state = f"A token is saved {where}." if self.saved else "No token is saved."
+        return f"{state} {self.problem}".strip()
 
 
 class ModelManager(QDialog):
@@ -78,7 +104,10 @@ class ModelManager(QDialog):
         self._hardware_call = BackgroundCall(self)
         self._import_call = BackgroundCall(self)
         self._facts_call = BackgroundCall(self)
+        self._token_call = BackgroundCall(self)
         self._facts_call.done.connect(self._show_model_facts)
+        self._token_call.done.connect(self._show_token_state)
+        self._token_call.failed.connect(self._show_token_error)
         self._search_call.done.connect(self._show_results)
         self._search_call.failed.connect(self._show_find_error)
         self._details_call.done.connect(self._show_details)
@@ -109,8 +138,9 @@ class ModelManager(QDialog):
     def search(self, text: str | None = None) -> None:
         """Search the Hub for GGUF repositories (in the background)."""
         query = self.search_box.text() if text is None else text
+        sort = self.sort.currentData()  # widgets are read here, on the GUI thread, never in the call
         self.find_status.setText("Searching…")
-        self._search_call.run(lambda: self._hub.search(query, sort=self.sort.currentData()))
+        self._search_call.run(lambda: self._hub.search(query, sort=sort))
 
     def open_repo(self, repo_id: str) -> None:
         """Show a repository's files with a verdict for each (in the background)."""
@@ -317,6 +347,7 @@ class ModelManager(QDialog):
         """Validate a local GGUF file (in the background) and register it where it is."""
 
         def validate():
+            refuse_code_carrying(path)  # before any parsing, and naming the danger of a pickle
             info = read_gguf_info(path)
             stat = path.stat()
             self._registry.add(InstalledModel(id=f"local/{path.resolve()}", display_name=info.name, path=path.resolve(),
@@ -330,20 +361,33 @@ class ModelManager(QDialog):
 
     @Slot()
     def _save_token(self) -> None:
-        self._tokens.set(self.token_box.text())
+        token = self.token_box.text()
         self.token_box.clear()
-        self._show_token_state()
+        self._ask_keyring(lambda: self._tokens.set(token))
 
     @Slot()
     def _clear_token(self) -> None:
-        self._tokens.clear()
-        self._show_token_state()
+        self._ask_keyring(self._tokens.clear)
 
-    def _show_token_state(self) -> None:
-        has = self._tokens.get() is not None
-        where = "in your system keyring" if self._tokens.persistent else "in memory only"
-        state = f"A token is saved {where}." if has else "No token is saved."
-        self.token_status.setText(f"{state} {self._tokens.problem}".strip())
+    def _ask_keyring(self, change: Callable[[], None] | None = None) -> None:
+        """Make ``change`` (if any), then read the token's state, in the background; the tab shows it."""
+        tokens = self._tokens
+
+        def work() -> TokenState:
+            if change is not None:
+                change()
+            return TokenState.read(tokens)
+
+        self.token_status.setText(CHECKING_KEYRING)
+        self._token_call.run(work)
+
+    @Slot(object)
+    def _show_token_state(self, state: TokenState) -> None:
+        self.token_status.setText(state.sentence())
+
+    @Slot(str)
+    def _show_token_error(self, message: str) -> None:
+        self.token_status.setText(f"The system keyring failed: {message}")
 
     # ------------------------------------------------------------------ build
 
@@ -440,5 +484,5 @@ class ModelManager(QDialog):
         layout.addLayout(row)
         layout.addWidget(self.token_status)
         layout.addStretch(1)
-        self._show_token_state()
+        self._ask_keyring()
         return page

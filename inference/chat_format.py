@@ -4,24 +4,46 @@ When the last message is the assistant's, the prompt ends inside it, so the
 model continues that reply (used to resume an interrupted one).
 
 Order of preference: the model's own Jinja template (``tokenizer.chat_template``,
-rendered in Jinja's immutable sandbox because a model file is untrusted
+rendered by :mod:`inference.template_sandbox` because a model file is untrusted
 input); otherwise the known turn format of its architecture; otherwise a
-plain-text transcript, which base models continue sensibly.
+plain-text transcript, which base models continue sensibly. A template that
+is too big, runs past its limits or reaches outside its sandbox is set aside
+for Hearth's own format, and the format's name says why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import multiprocessing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from inference.template_sandbox import (
+    ChatTemplateError,
+    RenderLimits,
+    SandboxedTemplate,
+    TemplateEscapeError,
+    TemplateLimitError,
+    end_process_on_hang,
+)
 
-from inference.errors import InferenceError
+log = logging.getLogger(__name__)
 
 Message = dict[str, str]
+
+__all__ = [
+    "ChatFormat", "ChatTemplateError", "GemmaTurnFormat", "JinjaChatFormat", "Message", "SpecialTokens",
+    "TemplateEscapeError", "TemplateLimitError", "TranscriptFormat", "chat_format_for", "continues_reply",
+    "hearths_format",
+]
+
+# Rendered once when a model loads: a template that runs away or reaches out on a plain exchange is set aside then.
+SAMPLE_CONVERSATION: tuple[Message, ...] = (
+    {"role": "user", "content": "Hello!"},
+    {"role": "assistant", "content": "Hello! How can I help you today?"},
+    {"role": "user", "content": "What is the capital of France?"},
+)
 
 
 class ChatFormat(Protocol):
@@ -35,10 +57,6 @@ class ChatFormat(Protocol):
         ...
 
 
-class ChatTemplateError(InferenceError, ValueError):
-    """The model's chat template cannot be used."""
-
-
 @dataclass(frozen=True)
 class SpecialTokens:
     """Texts of the special tokens a template may refer to."""
@@ -48,32 +66,86 @@ class SpecialTokens:
 
 
 class JinjaChatFormat:
-    """The model's own chat template, rendered in Jinja's immutable sandbox."""
+    """The model's own chat template, rendered within limits by :class:`SandboxedTemplate`.
 
-    name = "the model's chat template"
+    Without ``fallback``, every failure raises. With one (``chat_format_for``
+    gives Hearth's own format), the template is tried on a sample conversation
+    here, and a template that is too big, runs past its limits or reaches
+    outside its sandbox, now or on any later conversation, is set aside for
+    good: ``fallback`` renders instead, and ``name`` and ``set_aside_reason`` say why.
 
-    def __init__(self, template: str, tokens: SpecialTokens) -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, loader=jinja2.BaseLoader())
-        env.globals["raise_exception"] = _raise_template_error
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-        try:
-            self._template = env.from_string(template)
-        except jinja2.TemplateError as exc:
-            raise ChatTemplateError(f"The model's chat template is broken ({exc}).") from exc
+    Args:
+        template: the template's source (untrusted).
+        tokens: the texts of the model's special tokens.
+        fallback: the format to use when the template cannot be.
+        limits: how much compiling and each render may take.
+        on_hang: called when a render stays stuck long past its time (see :class:`SandboxedTemplate`).
+
+    Raises:
+        ChatTemplateError: (only without ``fallback``) the template is broken or too big.
+    """
+
+    def __init__(
+        self,
+        template: str,
+        tokens: SpecialTokens,
+        *,
+        fallback: ChatFormat | None = None,
+        limits: RenderLimits | None = None,
+        on_hang: Callable[[], None] | None = None,
+    ) -> None:
         self._tokens = tokens
-        self.stop_strings = (tokens.eos,) if tokens.eos else ()
+        self._fallback = fallback
+        self._template: SandboxedTemplate | None = None
+        self.set_aside_reason = ""  # why the template is not used, as a clause; "" while it is
+        try:
+            self._template = SandboxedTemplate(template, limits=limits, on_hang=on_hang)
+        except ChatTemplateError as exc:
+            if fallback is None:
+                raise
+            self._set_aside(exc)
+            return
+        if fallback is not None:
+            try:
+                self._render_template(SAMPLE_CONVERSATION)
+            except (TemplateLimitError, TemplateEscapeError) as exc:
+                self._set_aside(exc)
+            except ChatTemplateError as exc:  # it may refuse this exchange yet work on others
+                log.info("The chat template failed on the sample conversation: %s", exc)
+
+    @property
+    def name(self) -> str:
+        """How prompts are formatted, with the reason when the model's template was set aside."""
+        if not self.set_aside_reason:
+            return "the model's chat template"
+        return f"{self._fallback.name}, Hearth's own format (the model's chat template {self.set_aside_reason})"
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where the model's turn ends: its end-of-sequence token, or the fallback's markers."""
+        if self.set_aside_reason:
+            return self._fallback.stop_strings
+        return (self._tokens.eos,) if self._tokens.eos else ()
 
     def render(self, messages: Sequence[Message]) -> str:
-        continuing = continues_reply(messages)
+        if self.set_aside_reason:
+            return self._fallback.render(messages)
         try:
-            text = self._template.render(
-                messages=list(messages),
-                add_generation_prompt=not continuing,
-                bos_token=self._tokens.bos,
-                eos_token=self._tokens.eos,
-            )
-        except jinja2.TemplateError as exc:
-            raise ChatTemplateError(f"The model's chat template failed on this conversation ({exc}).") from exc
+            return self._render_template(messages)
+        except (TemplateLimitError, TemplateEscapeError) as exc:
+            if self._fallback is None:
+                raise
+            self._set_aside(exc)
+            return self._fallback.render(messages)
+
+    def _render_template(self, messages: Sequence[Message]) -> str:
+        continuing = continues_reply(messages)
+        text = self._template.render(
+            messages=[dict(message) for message in messages],  # copies: the template sees data, never our objects
+            add_generation_prompt=not continuing,
+            bos_token=self._tokens.bos,
+            eos_token=self._tokens.eos,
+        )
         if continuing:
             # Cut the closing markers after the reply's text, as transformers' continue_final_message does.
             content = messages[-1]["content"]
@@ -81,6 +153,11 @@ class JinjaChatFormat:
             if end >= 0:
                 return text[: end + len(content)]
         return text
+
+    def _set_aside(self, exc: ChatTemplateError) -> None:
+        self.set_aside_reason = f"was set aside: it {exc.reason}" if exc.reason else f"was set aside: {exc}"
+        self._template = None
+        log.warning("Using %s instead of the model's chat template: %s", self._fallback.name, exc)
 
 
 class GemmaTurnFormat:
@@ -144,10 +221,21 @@ def chat_format_for(
     """Pick how to prompt a model: its own template, its architecture's format, or a transcript.
 
     A base model with no template of its own gets the transcript: it was never
-    trained on turn markers and answers them with nothing.
+    trained on turn markers and answers them with nothing. A model whose
+    template cannot be used safely gets what it would without one.
     """
-    if chat_template:
-        return JinjaChatFormat(chat_template, tokens)
+    own = hearths_format(architecture=architecture, is_base_model=is_base_model)
+    if not chat_template:
+        return own
+    # In the engine's own process a render stuck inside one C call ends the process: its parent
+    # reports it and starts a fresh one. Anywhere else (tests, tools) it is only logged.
+    in_engine_process = multiprocessing.parent_process() is not None
+    return JinjaChatFormat(chat_template, tokens, fallback=own,
+                           on_hang=end_process_on_hang if in_engine_process else None)
+
+
+def hearths_format(*, architecture: str, is_base_model: bool) -> ChatFormat:
+    """Hearth's own format for a model: its architecture's turns if known and chat-tuned, else a transcript."""
     if not is_base_model and architecture in _ARCHITECTURE_FORMATS:
         return _ARCHITECTURE_FORMATS[architecture]()
     return TranscriptFormat()
@@ -161,7 +249,3 @@ def continues_reply(messages: Sequence[Message]) -> bool:
 def _split_system(messages: Sequence[Message]) -> tuple[str, list[Message]]:
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     return system, [m for m in messages if m["role"] != "system"]
-
-
-def _raise_template_error(message: str) -> None:
-    raise ChatTemplateError(f"The model's chat template refused this conversation: {message}")

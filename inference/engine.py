@@ -14,7 +14,11 @@ from inference.gguf_info import GgufInfo
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How the next token is chosen. ``temperature=0`` is greedy."""
+    """How the next token is chosen. ``temperature=0`` is greedy.
+
+    These defaults are Hearth's: the user's settings start from them
+    (``model_store.settings.Settings``), so they are declared here only.
+    """
 
     temperature: float = 0.7
     top_p: float = 0.95
@@ -22,7 +26,7 @@ class SamplingParams:
     min_p: float = 0.05
     repeat_penalty: float = 1.1
     seed: int | None = None
-    max_tokens: int = 512
+    max_tokens: int = 1024
     ignore_eos: bool = False  # go on to max_tokens past the model's end (speed measurements, like llama-bench)
 
 

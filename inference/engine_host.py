@@ -9,6 +9,8 @@ Parent to engine: ``("load", path, plan)``, ``("tune_threads", candidates, then_
 ``("chat", request_id, messages, params)``, ``("exit",)``.
 Engine to parent: ``("loaded", chat_format_name, decode_mode, cpu_variant)``, ``("tuned", {threads: tokens_per_s})``, ``("chunk", request_id, text)``,
 ``("done", request_id, stats)``, ``("error", request_id_or_None, error_type, message)``.
+An error travels as its class name and message (``inference.errors.to_wire``); the
+parent raises the same inference error class again, never unpickles one.
 The parent sets the shared ``cancel`` event to stop a reply; the engine checks it between tokens.
 """
 
@@ -20,6 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from inference.engine import EngineOptions
+from inference.errors import GenerationError, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +53,14 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
                 engine.load(read_gguf_info(Path(path)))
                 conn.send(("loaded", engine.chat_format_name, getattr(engine, "decode_mode", ""),
                            getattr(engine, "cpu_variant", "")))
-            except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as a sentence
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent, by class name
                 engine = None
                 _send_error(conn, None, exc)
         elif kind == "tune_threads":
             # ("tune_threads", candidates, then_use): measure, then run with then_use; cancel stops it early.
             try:
                 if engine is None:
-                    raise RuntimeError("no model is loaded")
+                    raise GenerationError("No model is loaded.")
                 then_use = message[2] if len(message) > 2 else None
                 conn.send(("tuned", engine.tune_threads(message[1], then_use=then_use, cancel=cancel)))
             except Exception as exc:  # noqa: BLE001
@@ -66,7 +69,7 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
             _, request_id, messages, params = message
             try:
                 if engine is None:
-                    raise RuntimeError("no model is loaded")
+                    raise GenerationError("No model is loaded.")
                 stream = engine.stream_chat(messages, params=params, cancel=cancel)
                 for text in stream:
                     conn.send(("chunk", request_id, text))
@@ -78,10 +81,8 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
 
 
 def _send_error(conn: Connection, request_id: int | None, exc: Exception) -> None:
-    from inference.errors import describe_error
-
     log.exception("Engine request failed")
     try:
-        conn.send(("error", request_id, type(exc).__name__, describe_error(exc)))
+        conn.send(("error", request_id, *to_wire(exc)))
     except (OSError, EOFError):
         pass

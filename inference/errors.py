@@ -1,8 +1,14 @@
-"""Errors raised by inference, and the one place that turns any error into a sentence."""
+"""Errors raised by inference, all under one root, and how they cross the engine-process boundary.
+
+Every error the package raises derives from :class:`InferenceError`. The
+engine process sends one to Hearth by class name and message (:func:`to_wire`)
+and Hearth raises the same class again (:func:`from_wire`): only inference
+error classes are ever rebuilt, never an arbitrary class the other side names,
+and nothing is unpickled. Turning errors into sentences for people is the
+GUI's job (``gui/messages.py``).
+"""
 
 from __future__ import annotations
-
-import errno
 
 
 class InferenceError(Exception):
@@ -53,20 +59,37 @@ class GenerationError(InferenceError, RuntimeError):
     """The engine failed while generating a reply."""
 
 
-def describe_error(exc: BaseException) -> str:
-    """A sentence a person understands for any error Hearth meets.
+def wire_types() -> dict[str, type[InferenceError]]:
+    """The classes that may cross the engine-process boundary, by name: every inference error class.
 
-    Hearth's own errors already carry such a sentence; common system errors
-    get one here; anything else is named and pointed to the log file.
+    That is :class:`InferenceError` and its subclasses defined in the
+    ``inference`` package (the parent imports every module that defines one:
+    ``process_engine`` imports the chat formats, and with them the template
+    sandbox's errors). Nothing outside the package is ever rebuilt by name.
     """
-    from model_store.errors import ModelStoreError  # core packages share one wording
+    found: dict[str, type[InferenceError]] = {}
+    waiting: list[type[InferenceError]] = [InferenceError]
+    while waiting:
+        cls = waiting.pop()
+        if cls.__module__.split(".")[0] == "inference":
+            found.setdefault(cls.__name__, cls)
+        waiting.extend(cls.__subclasses__())
+    return found
 
-    if isinstance(exc, (InferenceError, ModelStoreError)):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "Your computer ran out of memory. Close other programs or choose a smaller model."
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "The disk is full. Free some space and try again."
-    if isinstance(exc, PermissionError):
-        return f"Hearth is not allowed to open {exc.filename or 'a file it needs'}."
-    return f"Something unexpected went wrong ({type(exc).__name__}: {exc}). Details are in Hearth's log file."
+
+def to_wire(exc: BaseException) -> tuple[str, str]:
+    """``(class name, message)``: what the engine process sends the parent for ``exc``."""
+    return type(exc).__name__, str(exc)
+
+
+def from_wire(type_name: str, message: str, *, default: type[InferenceError]) -> InferenceError:
+    """The error :func:`to_wire` described, as its own class when that is an inference error.
+
+    Anything else (a bug, an error of a library the engine uses) becomes
+    ``default`` with the other side's class name in its message.
+    """
+    error_type = wire_types().get(type_name)
+    if error_type is not None:
+        return error_type(message)
+    detail = f"{type_name}: {message}" if message else type_name
+    return default(f"The engine failed unexpectedly ({detail}).")

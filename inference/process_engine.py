@@ -17,11 +17,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from inference import errors
 from inference.chat_format import Message
 from inference.engine import EngineOptions, ExecutionPlan, ReplyStats, SamplingParams
-from inference.errors import EngineCrashedError, GenerationError, InferenceError, ModelLoadError
+from inference.errors import EngineCrashedError, GenerationError, InferenceError, ModelLoadError, from_wire
 from inference.gguf_info import GgufInfo
+from inference.template_sandbox import HUNG_EXIT_CODE
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ def exit_reason(exitcode: int | None) -> str:
         if number == getattr(signal, "SIGSEGV", 11):
             return f"it crashed ({name})"
         return f"it was ended by {name}"
+    if exitcode == HUNG_EXIT_CODE:
+        return "the model's chat template got stuck and was stopped"
     return f"it exited with code {exitcode}"
 
 
@@ -186,11 +188,9 @@ class ProcessEngine:
 
     @staticmethod
     def _rebuild_error(reply: tuple, *, default: type[InferenceError]) -> InferenceError:
+        """The engine's ``("error", …)`` reply as the inference error it was (``default`` for any other)."""
         _, _, type_name, message = reply
-        error_type = getattr(errors, type_name, None)
-        if isinstance(error_type, type) and issubclass(error_type, InferenceError):
-            return error_type(message)
-        return default(message)
+        return from_wire(type_name, message, default=default)
 
 
 class ProcessReplyStream:

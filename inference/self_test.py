@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from inference.engine import EngineOptions, SamplingParams
-from inference.errors import GenerationError, describe_error
+from inference.errors import GenerationError, InferenceError
 from inference.hardware import Hardware
 from inference.selector import Preferences
 from inference.session import ModelChoice, open_model
+
+log = logging.getLogger(__name__)
 
 SELF_TEST_PROMPT = "Name three colours of the rainbow."
 SELF_TEST_TOKENS = 32
@@ -24,13 +27,17 @@ def run_self_test(
     *,
     exact_tokens: int | None = None,
     cpu_variant: str | None = None,
+    describe_error: Callable[[BaseException], str] | None = None,
 ) -> dict:
     """Load the chosen model, generate up to 32 tokens greedily, report what happened.
 
     ``exact_tokens`` generates exactly that many instead, past the model's
     end, to measure decode speed like llama-bench. ``cpu_variant`` picks
     llama.cpp's CPU kernels by name instead of the best for this CPU.
-    Never raises: any failure becomes ``{"ok": False, "error": <sentence>}``.
+    Never raises: any failure becomes ``{"ok": False, "error": <sentence>}``,
+    and its details (the traceback) go to the log. The sentence comes from
+    ``describe_error`` (the edge's, ``gui.messages.describe_error``); without
+    one, an inference error's own message or the error's name and message.
     """
     loaded = None
     try:
@@ -59,7 +66,15 @@ def run_self_test(
             "reason": loaded.plan.reason,
         }
     except Exception as exc:  # noqa: BLE001 - the self-test reports every failure as a sentence
-        return {"ok": False, "error": describe_error(exc)}
+        sentence = (describe_error or _plain_sentence)(exc)
+        log.warning("Self-test failed: %s", sentence, exc_info=True)
+        return {"ok": False, "error": sentence}
     finally:
         if loaded is not None:
             loaded.engine.close()
+
+
+def _plain_sentence(exc: BaseException) -> str:
+    if isinstance(exc, InferenceError):
+        return str(exc)
+    return f"The self-test failed ({type(exc).__name__}: {exc})."

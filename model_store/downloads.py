@@ -5,9 +5,15 @@ exactly what is missing, its own way (write to a temporary file, verify,
 rename): each part is written to ``<models>/.partial/…/<file>.part`` with a
 small JSON note of what it is; a later run continues it with an HTTP Range
 request, but only if the server answers 206 with a matching Content-Range
-(otherwise it starts over). The sha256 the Hub publishes must match before
-the part is renamed into place. TLS verification is huggingface_hub's
-session default and is never turned off.
+(otherwise it starts over). A try that breaks off is tried again after a
+pause that doubles each time (with jitter, bounded: :class:`RetryPolicy`).
+The checksum the Hub publishes must match before the part is renamed into
+place: the sha256 of a file kept in Git LFS, else the git blob sha1 of a file
+kept in git itself, else (nothing published) its size. TLS verification is
+huggingface_hub's session default and is never turned off. A file in a format
+that can run code when opened (a pickle, a PyTorch checkpoint) is refused by
+its name before anything is fetched, and by its first bytes as soon as they
+arrive (a pickle under a ``.gguf`` name).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import threading
@@ -26,33 +33,46 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from model_store.checksums import sha256_of_file
-from model_store.errors import DiskFullError, ModelStoreError
+from model_store.errors import (
+    ChecksumMismatchError,
+    DiskFullError,
+    DownloadCancelled,
+    DownloadError,
+    UnsafeNameError,
+)
 from model_store.hub import ModelOption, RemoteFile, is_network_error
+from model_store.model_files import HEAD_BYTES, CodeCarryingFileError, code_carrying_reason, read_head
 from model_store.registry import InstalledModel, ModelRegistry
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 DISK_MARGIN_BYTES = 256 << 20
-MAX_ATTEMPTS = 5
 PROGRESS_INTERVAL_S = 0.1
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
-class DownloadError(ModelStoreError):
-    """A download failed; the message says why and what to do."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a download that keeps breaking off is tried again.
 
+    After the n-th failed try in a row the next one waits
+    ``min(max_delay_s, first_delay_s * 2 ** (n - 1))``, less a random share of
+    up to ``jitter`` of it, so that clients cut off together do not all come
+    back at once. A try that brought new bytes starts the count again; after
+    ``attempts`` failed tries in a row the download gives up (for now: it
+    continues from its partial file next time).
+    """
 
-class ChecksumMismatchError(DownloadError):
-    """The file's sha256 is not the one the Hub publishes (damaged in transfer)."""
+    attempts: int = 5
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    jitter: float = 0.5
 
-
-class UnsafeNameError(DownloadError, ValueError):
-    """A repository or file name that could write outside the models folder."""
-
-
-class DownloadCancelled(DownloadError):
-    """The download was stopped (its partial file is kept unless it was discarded)."""
+    def delay_s(self, failures: int, *, chance: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after ``failures`` failed tries in a row (``chance``: a number in [0, 1))."""
+        full = min(self.max_delay_s, self.first_delay_s * 2 ** max(0, failures - 1))
+        return full * (1.0 - self.jitter * chance())
 
 
 @dataclass(frozen=True)
@@ -98,6 +118,7 @@ class ModelDownloader:
         endpoint: the Hub's address.
         token: returns the user's token or None.
         free_space: bytes free on the disk of a folder (injectable for tests).
+        retry: how a transfer that breaks off is tried again.
     """
 
     def __init__(
@@ -108,12 +129,14 @@ class ModelDownloader:
         endpoint: str,
         token: Callable[[], str | None] = lambda: None,
         free_space: Callable[[Path], int] = lambda folder: shutil.disk_usage(folder).free,
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self._models_dir = models_dir.resolve()
         self._registry = registry
         self._endpoint = endpoint.rstrip("/")
         self._token = token
         self._free_space = free_space
+        self._retry = retry
 
     # ----------------------------------------------------------------- public
 
@@ -154,11 +177,17 @@ class ModelDownloader:
 
         Raises:
             DiskFullError: not enough free space (checked before starting).
-            ChecksumMismatchError: a part does not match the Hub's sha256 (it is deleted).
+            ChecksumMismatchError: a part does not match the Hub's checksum (it is deleted).
             DownloadCancelled: ``cancel`` was set (the partial file is kept for a later resume).
             DownloadError: the server or the network failed repeatedly.
             UnsafeNameError: a name could escape the models folder.
+            CodeCarryingFileError: a part is a pickle or PyTorch file (by its name: before anything is fetched).
         """
+        try:
+            _refuse_code_carrying_names(option)
+        except CodeCarryingFileError:
+            self.discard(option)  # a note an older Hearth left must not offer it again
+            raise
         cancel = cancel or threading.Event()
         target = self.target_folder(option)
         partial = self.partial_folder(option)
@@ -169,11 +198,19 @@ class ModelDownloader:
             {"repo_id": option.repo_id, "label": option.label, "commit": option.commit,
              "parts": [asdict(part) for part in option.parts]}), encoding="utf-8")
         meter = _Meter(option.size, progress)
-        for remote, path in zip(option.parts, paths):
-            if path.exists() and path.stat().st_size == remote.size and sha256_of_file(path) == remote.sha256:
-                meter.add(remote.size)  # already finished by an earlier run
-                continue
-            self._download_part(option, remote, path, meter, cancel)
+        sha256s = []
+        try:
+            for remote, path in zip(option.parts, paths):
+                finished = _finished_sha256(path, remote)
+                if finished:
+                    _refuse_contents(remote, read_head(path), discard=path)  # fetched before Hearth checked this
+                    meter.add(remote.size)  # already finished by an earlier run
+                    sha256s.append(finished)
+                    continue
+                sha256s.append(self._download_part(option, remote, path, meter, cancel))
+        except CodeCarryingFileError:
+            self.discard(option)  # nothing of it is kept, nor offered for resuming
+            raise
         self._note_file(option).unlink(missing_ok=True)
         first = paths[0]
         stat = first.stat()
@@ -181,7 +218,7 @@ class ModelDownloader:
             id=f"hf/{option.repo_id}/{option.label}",
             display_name=f"{option.repo_id.split('/')[-1]} {option.label}",
             path=first,
-            sha256=option.parts[0].sha256,
+            sha256=sha256s[0],
             size_bytes=stat.st_size,
             mtime_ns=stat.st_mtime_ns,
         )
@@ -192,33 +229,44 @@ class ModelDownloader:
 
     def _download_part(
         self, option: ModelOption, remote: RemoteFile, path: Path, meter: _Meter, cancel: threading.Event
-    ) -> None:
+    ) -> str:
+        """Fetch one part (resuming its partial file), verify it and move it into place; returns its sha256."""
         part_file = self._part_file(option, remote)
         part_file.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
+        digest = _Digest(remote)
         if part_file.exists() and part_file.stat().st_size <= remote.size:
+            _refuse_contents(remote, read_head(part_file))
             meter.phase = "checking"
             _hash_into(part_file, digest, meter, cancel)  # resuming: the hash must cover the bytes we keep
         else:
             part_file.unlink(missing_ok=True)
-        attempts = 0
+        failures = 0
         while _size(part_file) < remote.size:
-            attempts += 1
-            if attempts > MAX_ATTEMPTS:
-                raise DownloadError(
-                    f"The download of {remote.name} kept breaking off; it will continue from where it stopped "
-                    "next time."
-                )
+            if failures:
+                if failures >= self._retry.attempts:
+                    raise DownloadError(
+                        f"The download of {remote.name} kept breaking off; it will continue from where it stopped "
+                        "next time."
+                    )
+                pause = self._retry.delay_s(failures)
+                log.info("Trying %s again in %.1f s (%d failed tries in a row)", remote.name, pause, failures)
+                if cancel.wait(pause):
+                    raise DownloadCancelled(f"The download of {option.repo_id} {option.label} was stopped.")
+            had = _size(part_file)
             digest = self._fetch(option, remote, part_file, digest, meter, cancel)
+            if _size(part_file) < remote.size:
+                failures = 1 if _size(part_file) > had else failures + 1
         meter.phase = "verifying"
-        if digest.hexdigest() != remote.sha256:
+        if _size(part_file) != remote.size or not digest.matches():
             part_file.unlink(missing_ok=True)
             raise ChecksumMismatchError(
                 f"{remote.name} arrived damaged (its checksum does not match the one the Hub publishes), so it "
                 "was deleted. Try the download again."
             )
+        _refuse_contents(remote, read_head(part_file))
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part_file, path)
+        return digest.sha256.hexdigest()
 
     def _fetch(self, option, remote: RemoteFile, part_file: Path, digest, meter: _Meter, cancel: threading.Event):
         """One HTTP request, appending to ``part_file``; returns the hash (restarted if the server ignored Range)."""
@@ -243,11 +291,17 @@ class ModelDownloader:
                     if offset:
                         log.info("Server did not resume %s at %d; starting over", remote.name, offset)
                         meter.add(-offset)
-                    digest = hashlib.sha256()
+                    digest = _Digest(remote)
+                head = None if append else b""  # a resumed part's first bytes were checked before
                 with part_file.open("ab" if append else "wb") as out:
-                    for block in response.iter_bytes(CHUNK):
+                    for block in response.iter_bytes():  # as they arrive: a break loses none already received
                         if cancel.is_set():
                             raise DownloadCancelled(f"The download of {option.repo_id} {option.label} was stopped.")
+                        if head is not None:  # stop a pickle at its first bytes, not after gigabytes
+                            head += block[: HEAD_BYTES - len(head)]
+                            if len(head) == HEAD_BYTES:
+                                _refuse_contents(remote, head)
+                                head = None
                         out.write(block)
                         digest.update(block)
                         meter.add(len(block))
@@ -308,7 +362,69 @@ class _Meter:
             self._last = now
 
 
-def _hash_into(path: Path, digest, meter: _Meter, cancel: threading.Event) -> None:
+class _Digest:
+    """The checksums of one part as its bytes arrive.
+
+    The sha256 always (the registry records it); the git blob sha1 as well
+    when that is all the Hub publishes for the file (``git hash-object``:
+    sha1 of ``b"blob <size>\\0"`` and the content; the Hub serves the file
+    over TLS, so this guards against damage in transfer and on disk).
+    """
+
+    def __init__(self, remote: RemoteFile) -> None:
+        self._remote = remote
+        self.sha256 = hashlib.sha256()
+        self.git_sha1 = None
+        if not remote.sha256 and remote.git_sha1:
+            self.git_sha1 = hashlib.sha1(b"blob %d\0" % remote.size, usedforsecurity=False)
+
+    def update(self, block: bytes) -> None:
+        self.sha256.update(block)
+        if self.git_sha1 is not None:
+            self.git_sha1.update(block)
+
+    def matches(self) -> bool:
+        """Whether the bytes so far are the file the Hub describes (its size is checked by the caller)."""
+        if self._remote.sha256:
+            return self.sha256.hexdigest() == self._remote.sha256
+        if self.git_sha1 is not None:
+            return self.git_sha1.hexdigest() == self._remote.git_sha1
+        log.warning("The Hub publishes no checksum for %s; checked by its size only", self._remote.name)
+        return True
+
+
+def _finished_sha256(path: Path, remote: RemoteFile) -> str:
+    """The sha256 of ``path`` when it already is the finished, verified ``remote``; else ""."""
+    if not path.exists() or path.stat().st_size != remote.size:
+        return ""
+    if remote.sha256:
+        found = sha256_of_file(path)
+        return found if found == remote.sha256 else ""
+    digest = _Digest(remote)
+    with path.open("rb") as file:
+        while block := file.read(CHUNK):
+            digest.update(block)
+    return digest.sha256.hexdigest() if digest.matches() else ""
+
+
+def _refuse_code_carrying_names(option: ModelOption) -> None:
+    """Refuse a download with a part named like a pickle or PyTorch file, before anything is fetched."""
+    for remote in option.parts:
+        reason = code_carrying_reason(remote.name)
+        if reason:
+            raise CodeCarryingFileError(reason)
+
+
+def _refuse_contents(remote: RemoteFile, head: bytes, *, discard: Path | None = None) -> None:
+    """Refuse a part whose first bytes are a pickle's or a zip's; ``discard`` (a finished file) is deleted."""
+    reason = code_carrying_reason(remote.name, head)
+    if reason:
+        if discard is not None:
+            discard.unlink(missing_ok=True)
+        raise CodeCarryingFileError(reason)
+
+
+def _hash_into(path: Path, digest: _Digest, meter: _Meter, cancel: threading.Event) -> None:
     with path.open("rb") as file:
         while block := file.read(CHUNK):
             if cancel.is_set():

@@ -1,4 +1,4 @@
-"""Errors raised by model_store. Each message is a sentence a person can act on."""
+"""Errors raised by model_store, all under one root. Each message is a sentence a person can act on."""
 
 
 class ModelStoreError(Exception):
@@ -15,3 +15,35 @@ class DiskFullError(ModelStoreError, OSError):
 
 class ModelNotInstalledError(ModelStoreError, LookupError):
     """No installed model matches the request."""
+
+
+class HubError(ModelStoreError):
+    """The Hub refused or failed a request; the message says why."""
+
+
+class HubUnreachableError(HubError, ConnectionError):
+    """No connection to the Hub (offline, DNS, proxy…)."""
+
+
+class GatedModelError(HubError, PermissionError):
+    """The repository needs an accepted licence and a token that has access."""
+
+
+class DownloadError(ModelStoreError):
+    """A download failed; the message says why and what to do."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """The file does not match the checksum the Hub publishes (damaged in transfer)."""
+
+
+class UnsafeNameError(DownloadError, ValueError):
+    """A repository or file name that could write outside the models folder."""
+
+
+class DownloadCancelled(DownloadError):
+    """The download was stopped (its partial file is kept unless it was discarded)."""
+
+
+class CodeCarryingFileError(ModelStoreError, ValueError):
+    """The file is in a format that can run code when opened (a pickle, a PyTorch checkpoint, joblib…)."""

@@ -1,7 +1,10 @@
 """Find GGUF models on the Hugging Face Hub (through huggingface_hub) and group their files.
 
 Every call passes the token explicitly (never ``login()``, which writes it to
-a plain-text file). Hub errors become sentences that say what to do.
+a plain-text file). Hub errors become sentences that say what to do. Every
+request, the reachability check included, goes through huggingface_hub's own
+HTTP client, so a proxy set in ``HTTPS_PROXY`` / ``HTTP_PROXY`` (and
+``NO_PROXY``) is used the same way for all of them.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from model_store.errors import ModelStoreError
+from model_store.errors import GatedModelError, HubError, HubUnreachableError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REACH_TIMEOUT_S = 5.0
+# Answers from a proxy or gateway that could not reach the Hub behind it.
+GATEWAY_FAILURES = frozenset({502, 503, 504})
 UNREACHABLE = "The Hugging Face Hub cannot be reached. Check your internet connection; installed models keep working."
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _QUANT = re.compile(
@@ -23,18 +28,6 @@ _QUANT = re.compile(
     re.IGNORECASE,
 )
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "lastModified"}
-
-
-class HubError(ModelStoreError):
-    """The Hub refused or failed a request; the message says why."""
-
-
-class HubUnreachableError(HubError, ConnectionError):
-    """No connection to the Hub (offline, DNS, proxy…)."""
-
-
-class GatedModelError(HubError, PermissionError):
-    """The repository needs an accepted licence and a token that has access."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +43,17 @@ class RepoSummary:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a repository with the size and sha256 the Hub publishes."""
+    """One file of a repository with the size and checksums the Hub publishes.
+
+    ``sha256`` is published for files kept in Git LFS (every large model file);
+    a file kept in git itself has only ``git_sha1``, its blob id (what ``git
+    hash-object`` prints). Either may be "" when the Hub published none.
+    """
 
     name: str
     size: int
     sha256: str
+    git_sha1: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,27 +146,34 @@ class HubClient:
             info = api.model_info(repo_id, files_metadata=True, token=self._token() or False)
         files = [
             RemoteFile(name=sibling.rfilename, size=sibling.size or 0,
-                       sha256=sibling.lfs.sha256 if sibling.lfs else "")
+                       sha256=sibling.lfs.sha256 if sibling.lfs else "",
+                       # For an LFS file the blob id is the pointer file's, not the content's.
+                       git_sha1="" if sibling.lfs else (sibling.blob_id or ""))
             for sibling in info.siblings or []
         ]
         gguf = getattr(info, "gguf", None) or {}
         return RepoDetails(repo_id, group_options(repo_id, info.sha or "main", files), dict(gguf))
 
     def _check_reachable(self) -> None:
-        """Fail at once when the Hub's host cannot be reached (huggingface_hub would retry for ~20 s)."""
-        import socket
-        from urllib.parse import urlsplit
+        """Fail at once when the Hub cannot be reached (huggingface_hub would retry for ~20 s).
 
+        One HEAD request through huggingface_hub's HTTP client, with its proxy
+        settings: any answer from the Hub means it is reachable; a failed
+        connection, a timeout or a gateway error from a proxy means it is not.
+        """
         from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
 
         if constants.HF_HUB_OFFLINE:
             return  # huggingface_hub raises its own offline error, translated below
-        parts = urlsplit(self.endpoint)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            socket.create_connection((parts.hostname, port), timeout=REACH_TIMEOUT_S).close()
-        except OSError as exc:
-            raise HubUnreachableError(UNREACHABLE) from exc
+            response = get_session().head(f"{self.endpoint}/", timeout=REACH_TIMEOUT_S, follow_redirects=False)
+        except Exception as exc:  # noqa: BLE001 - sorted below: only network failures mean "unreachable"
+            if isinstance(exc, OSError) or is_network_error(exc):
+                raise HubUnreachableError(UNREACHABLE) from exc
+            raise
+        if response.status_code in GATEWAY_FAILURES:
+            raise HubUnreachableError(UNREACHABLE)
 
     def _api(self):
         from huggingface_hub import HfApi

@@ -1,4 +1,9 @@
-"""The list of installed models and which one is the default, kept in a JSON file."""
+"""The list of installed models and which one is the default, kept in a JSON file.
+
+Nothing that can run code when opened (a pickle, a PyTorch checkpoint) is
+ever listed: :meth:`ModelRegistry.add` refuses it, and a list that names one
+(edited by hand, or from an older Hearth) leaves it out when read.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from pathlib import Path
 
 from model_store.atomic import write_text_atomically
 from model_store.errors import ModelNotInstalledError
+from model_store.model_files import code_carrying_reason, refuse_code_carrying
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +88,12 @@ class ModelRegistry:
             return list(self._models.values())
 
     def add(self, model: InstalledModel, *, make_default: bool = False) -> None:
-        """Add or replace a model; it becomes the default if asked or if there is none."""
+        """Add or replace a model; it becomes the default if asked or if there is none.
+
+        Raises:
+            CodeCarryingFileError: the file is a pickle or PyTorch file (by its name or first bytes).
+        """
+        refuse_code_carrying(model.path)
         with self._lock:
             self._models[model.id] = model
             if make_default or self._default_id not in self._models:
@@ -125,8 +136,17 @@ class ModelRegistry:
             log.warning("Model list %s is unreadable (%s); moved it to %s", self._file, exc, aside)
             os.replace(self._file, aside)
             return
-        self._models = {model.id: model for model in models}
+        left_out = set()
+        for model in models:
+            reason = code_carrying_reason(model.path.name)
+            if reason:
+                log.warning("Leaving %s out of the model list: %s", model.path, reason)
+                left_out.add(model.id)
+            else:
+                self._models[model.id] = model
         self._default_id = data.get("default")
+        if self._default_id in left_out:  # the next one takes its place, as in remove()
+            self._default_id = next(iter(self._models), None)
 
     def _save(self) -> None:
         entries = [asdict(replace(model, path=str(model.path))) for model in self._models.values()]

@@ -1,7 +1,14 @@
 """The user's settings: typed, versioned, stored as JSON. Secrets never go here.
 
 Each version change has a migration in ``MIGRATIONS`` that turns a file of
-the previous version into the next; unknown keys are ignored.
+the previous version into the next; a file is migrated as it is loaded and
+written in the current version at the next save. Unknown keys are ignored,
+except in a file from a newer Hearth: that one is never migrated backwards,
+and a save keeps its version, the keys this Hearth does not know and the
+values it cannot read (see :meth:`SettingsStore.save`).
+
+The sampling defaults are the engine's own (``inference.engine.SamplingParams``):
+declared once, there.
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from inference.engine import SamplingParams
 from model_store.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
 
 SETTINGS_VERSION = 2
+_SAMPLING = SamplingParams()
 
 
 @dataclass(frozen=True)
@@ -53,14 +62,14 @@ class Settings:
     gpu: str | None = None  # the GPU to use (its name and number, e.g. "NVIDIA H200#0"); None: the best
     state_cache_mb: int = 1024
     measured_threads: dict[str, dict[str, MeasuredThreads]] = field(default_factory=dict)
-    # How replies are sampled.
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    seed: int | None = None
-    max_tokens: int = 1024
+    # How replies are sampled; the defaults are the engine's.
+    temperature: float = _SAMPLING.temperature
+    top_p: float = _SAMPLING.top_p
+    top_k: int = _SAMPLING.top_k
+    min_p: float = _SAMPLING.min_p
+    repeat_penalty: float = _SAMPLING.repeat_penalty
+    seed: int | None = _SAMPLING.seed
+    max_tokens: int = _SAMPLING.max_tokens
 
 
 def _v1_to_v2(data: dict[str, Any]) -> None:
@@ -73,15 +82,21 @@ def _v1_to_v2(data: dict[str, Any]) -> None:
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], None]] = {1: _v1_to_v2}  # from version N to N + 1
 
 
+def file_version(data: dict[str, Any]) -> int:
+    """The version a settings file's contents are in; a file without a (valid) version is version 1."""
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return 1
+    return version
+
+
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring a settings file's contents from its version to :data:`SETTINGS_VERSION`.
 
     A file without a version is version 1; a file from a newer Hearth is left as it is.
     """
     data = dict(data)
-    version = data.get("version", 1)
-    if not isinstance(version, int) or version < 1:
-        version = 1
+    version = file_version(data)
     while version < SETTINGS_VERSION:
         MIGRATIONS[version](data)
         version += 1
@@ -100,46 +115,90 @@ class SettingsStore:
         self._file = settings_file
 
     def load(self) -> Settings:
-        """The saved settings (migrated to this version), or the defaults when the file is missing or unreadable."""
-        try:
-            data = json.loads(self._file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        """The saved settings (migrated to this version), or the defaults when the file is missing or unreadable.
+
+        From a newer Hearth's file, the settings this version knows; ``version`` is then that newer version.
+        """
+        data = self._read()
+        if data is None:
             return Settings()
-        except (OSError, ValueError) as exc:
-            log.warning("Settings file %s is unreadable (%s); using defaults", self._file, exc)
-            return Settings()
-        if not isinstance(data, dict):
-            log.warning("Settings file %s holds no settings; using defaults", self._file)
-            return Settings()
-        data = migrate(data)
-        defaults = Settings()
-        values = {}
-        for item in fields(Settings):
-            value = data.get(item.name, getattr(defaults, item.name))
-            default = getattr(defaults, item.name)
-            # A value of the wrong type (a hand-edited or damaged file) falls back to the default.
-            wanted = type(default) if default is not None else OPTIONAL_TYPES.get(item.name)
-            if wanted is not None and value is not None and (
-                not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool)
-            ):
-                if not (wanted is float and isinstance(value, int)):
-                    log.warning("Setting %s has an invalid value; using the default", item.name)
-                    value = default
-            values[item.name] = value
-        values["measured_threads"] = _measured_threads(values["measured_threads"])
+        if file_version(data) > SETTINGS_VERSION:
+            log.warning("Settings file %s is from a newer Hearth (version %d); reading what this version knows",
+                        self._file, file_version(data))
+        values, _ = _known_values(migrate(data), warn=True)
         return Settings(**values)
 
     def save(self, settings: Settings) -> None:
-        """Write the settings atomically."""
-        write_text_atomically(self._file, json.dumps(asdict(settings), indent=2))
+        """Write the settings atomically, in this version.
+
+        Over a file from a newer Hearth, nothing of that Hearth's is lost: the
+        file keeps its version, the keys this one does not know and the values
+        it cannot read; only the settings it knows are written.
+        """
+        payload = {**asdict(settings), "version": SETTINGS_VERSION}
+        newer = self._read()
+        if newer is not None and file_version(newer) > SETTINGS_VERSION:
+            _, unreadable = _known_values(newer)
+            payload = {**newer, **{key: value for key, value in payload.items() if key not in unreadable},
+                       "version": file_version(newer)}
+        write_text_atomically(self._file, json.dumps(payload, indent=2))
+
+    def _read(self) -> dict[str, Any] | None:
+        """The file's contents; None when it is missing or holds no settings."""
+        try:
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("Settings file %s is unreadable (%s); using defaults", self._file, exc)
+            return None
+        if not isinstance(data, dict):
+            log.warning("Settings file %s holds no settings; using defaults", self._file)
+            return None
+        return data
 
 
-def _measured_threads(data: dict) -> dict[str, dict[str, MeasuredThreads]]:
+def _known_values(data: dict[str, Any], *, warn: bool = False) -> tuple[dict[str, Any], set[str]]:
+    """The :class:`Settings` fields read from ``data``, and the names of those not read whole.
+
+    A value of the wrong type (a hand-edited or damaged file, or a newer
+    Hearth's different kind of value) is replaced by the default; a damaged
+    measurement is left out.
+    """
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    invalid: set[str] = set()
+    for item in fields(Settings):
+        default = getattr(defaults, item.name)
+        value = data.get(item.name, default)
+        wanted = type(default) if default is not None else OPTIONAL_TYPES.get(item.name)
+        if wanted is not None and value is not None and (
+            not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool)
+        ):
+            if not (wanted is float and isinstance(value, int)):
+                if warn:
+                    log.warning("Setting %s has an invalid value; using the default", item.name)
+                invalid.add(item.name)
+                value = default
+        values[item.name] = value
+    measured = _measured_threads(values["measured_threads"], warn=warn)
+    if sum(map(len, measured.values())) != _entry_count(values["measured_threads"]):
+        invalid.add("measured_threads")
+    values["measured_threads"] = measured
+    return values, invalid
+
+
+def _entry_count(data: dict) -> int:
+    return sum(len(models) if isinstance(models, dict) else 1 for models in data.values())
+
+
+def _measured_threads(data: dict, *, warn: bool = True) -> dict[str, dict[str, MeasuredThreads]]:
     """The stored measurements; a damaged entry is left out (it is measured again)."""
     result: dict[str, dict[str, MeasuredThreads]] = {}
     for cpu, models in data.items():
         if not isinstance(models, dict):
-            log.warning("Measured threads for %s are invalid; measuring again", cpu)
+            if warn:
+                log.warning("Measured threads for %s are invalid; measuring again", cpu)
             continue
         for model, entry in models.items():
             try:
@@ -148,7 +207,8 @@ def _measured_threads(data: dict) -> dict[str, dict[str, MeasuredThreads]]:
                     model=str(entry["model"]), model_size=int(entry["model_size"]),
                 )
             except (TypeError, KeyError, ValueError):
-                log.warning("Measured threads for %s on %s are invalid; measuring again", model, cpu)
+                if warn:
+                    log.warning("Measured threads for %s on %s are invalid; measuring again", model, cpu)
                 continue
             if measured.threads >= 1 and measured.tokens_per_s > 0:
                 result.setdefault(cpu, {})[model] = measured

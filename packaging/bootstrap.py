@@ -22,8 +22,10 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import venv
 from pathlib import Path
@@ -90,6 +92,10 @@ def ensure_environment(*, with_tests: bool, gpu_backend: str | None = None) -> P
     stamp = read_stamp() if python.exists() else {}
     if all(stamp.get(key) == value for key, value in wanted.items()):
         return python
+    if not any(cached_wheel(wheel_cache_folder(build.flags, build.toolchain)) for build in builds):
+        missing = missing_build_tools()  # a 20-minute build would end in CMake's error: say it now, plainly
+        if missing:
+            raise SystemExit(missing)
     if not python.exists():
         say(f"Creating a Python environment in {VENV} ...")
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -180,6 +186,99 @@ def llama_cpp_wheel(builds: list[Build], *, build: Callable[[list[str], Path], b
         if number < len(cpu):
             say("That build failed; building the single portable variant instead ...")
     raise SystemExit("Installing failed: llama-cpp-python could not be built (pip's messages are above).")
+
+
+# What CMake looks for when CC / CXX are not set (its CMAKE_<LANG>_COMPILER search order on Unix).
+COMPILERS = {"C": ("CC", ("cc", "gcc", "clang"), ".c", "int main(void) { return 0; }\n"),
+             "C++": ("CXX", ("c++", "g++", "clang++"), ".cpp", "#include <cstddef>\nint main() { return 0; }\n")}
+
+
+def missing_build_tools(env: dict[str, str] | None = None) -> str:
+    """What building llama.cpp needs and this machine lacks, as a sentence that says how to get it; "" if nothing.
+
+    It needs a C and a C++ compiler: ``$CC`` and ``$CXX`` when set (CMake
+    honours them), else the ones CMake finds; each must compile a tiny
+    program. CMake and Ninja are not needed: scikit-build-core installs them
+    from PyPI when the system has none. Nor are Python's headers:
+    llama-cpp-python binds llama.cpp with ctypes (its wheel is ``py3-none``).
+    """
+    env = dict(os.environ if env is None else env)
+    problems = [problem for language in COMPILERS if (problem := _compiler_problem(language, env))]
+    if not problems:
+        return ""
+    return (f"Building llama.cpp needs a C and a C++ compiler, and {' and '.join(problems)}. "
+            f"{install_hint(platform.system(), _os_release())}, then run this again.")
+
+
+def _compiler_problem(language: str, env: dict[str, str]) -> str:
+    """Why the ``language`` compiler cannot be used (a clause), or ""."""
+    variable, candidates, suffix, source = COMPILERS[language]
+    if env.get(variable):
+        command = shlex.split(env[variable], posix=sys.platform != "win32")
+        if not command or not shutil.which(command[0], path=env.get("PATH")):
+            return f"{variable}={env[variable]} names no program (unset it, or point it to a {language} compiler)"
+    elif sys.platform == "win32":
+        return "" if _msvc_found(env) else f"no {language} compiler was found (Visual Studio's C++ tools)"
+    else:
+        found = next((name for name in candidates if shutil.which(name, path=env.get("PATH"))), None)
+        if found is None:
+            return f"no {language} compiler was found ({', '.join(candidates)})"
+        command = [found]
+    if sys.platform == "win32":
+        return ""  # cl needs Visual Studio's environment to compile; CMake sets that up itself
+    with tempfile.TemporaryDirectory() as folder:
+        program = Path(folder) / f"check{suffix}"
+        program.write_text(source, encoding="utf-8")
+        try:
+            result = subprocess.run([*command, "-c", str(program), "-o", str(Path(folder) / "check.o")],
+                                    capture_output=True, text=True, timeout=120, env=env)
+        except (OSError, subprocess.SubprocessError):
+            result = None
+    if result is None or result.returncode != 0:
+        return f"the {language} compiler {command[0]} cannot compile a test program"
+    return ""
+
+
+def _msvc_found(env: dict[str, str]) -> bool:
+    """Whether Visual Studio's C++ compiler is installed (on PATH, or found by vswhere as CMake does)."""
+    if shutil.which("cl", path=env.get("PATH")):
+        return True
+    root = env.get("ProgramFiles(x86)") or env.get("ProgramFiles") or r"C:\Program Files (x86)"
+    vswhere = Path(root) / "Microsoft Visual Studio" / "Installer" / "vswhere.exe"
+    if not vswhere.exists():
+        return False
+    command = [str(vswhere), "-latest", "-products", "*", "-requires",
+               "Microsoft.VisualStudio.Component.VC.Tools.x86.x64", "-property", "installationPath"]
+    try:
+        return bool(subprocess.run(command, capture_output=True, text=True, timeout=60).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def install_hint(system: str, os_release: str = "") -> str:
+    """How to install C and C++ compilers on this system (``platform.system()``, /etc/os-release's text)."""
+    if system == "Darwin":
+        return "On macOS, install Apple's command line tools: xcode-select --install"
+    if system == "Windows":
+        return ("On Windows, install Visual Studio Build Tools with the \"Desktop development with C++\" workload "
+                "(https://visualstudio.microsoft.com/visual-cpp-build-tools/)")
+    fields = dict(line.split("=", 1) for line in os_release.splitlines() if "=" in line)
+    ids = {word.strip('"').lower() for key in ("ID", "ID_LIKE") for word in fields.get(key, "").strip('"').split()}
+    for family, hint in (({"debian", "ubuntu"}, "On Debian or Ubuntu: sudo apt install build-essential"),
+                         ({"fedora", "rhel", "centos"}, "On Fedora: sudo dnf install gcc-c++"),
+                         ({"arch"}, "On Arch Linux: sudo pacman -S base-devel"),
+                         ({"suse", "opensuse"}, "On openSUSE: sudo zypper install gcc-c++"),
+                         ({"alpine"}, "On Alpine: sudo apk add build-base")):
+        if ids & family:
+            return hint
+    return "Install gcc and g++ (or clang) with your system's package manager"
+
+
+def _os_release() -> str:
+    try:
+        return Path("/etc/os-release").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def cached_wheel(folder: Path) -> Path | None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,61 @@ def _isolated_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")  # the test Hub speaks plain HTTP
 
 
+# How long a thread the test started may take to end after the test (a worker finishing its last step).
+THREAD_GRACE_S = 2.0
+# Threads that may outlive the test that started them, by name, with the reason. Keep it short: each entry
+# is a thread that lives as long as the process by design. Hearth's own threads are never here.
+LONG_LIVED_THREADS = {
+    # tqdm starts one monitor thread per process with its first progress bar (transformers and
+    # huggingface_hub make them while loading or converting) and keeps it for every later bar.
+    "tqdm_monitor": "tqdm's process-wide progress-bar monitor",
+}
+# QThreads a test left running that would not stop when asked: kept referenced, as deleting one aborts the process.
+_UNSTOPPABLE_QTHREADS: list = []
+
+
 @pytest.fixture(autouse=True)
-def _no_dangling_threads():
-    """Fail a test that leaves a Python or Qt worker thread running."""
+def _no_dangling_threads(monkeypatch: pytest.MonkeyPatch):
+    """Fail a test that leaves a Python thread or a QThread running.
+
+    Every thread Hearth starts is a daemon (so that it never holds the process
+    open), so daemon threads count too. A Python thread started during the test
+    gets a short grace to end; a QThread is tracked from its ``start()``.
+    Threads Qt or C code starts and that merely call into Python show up as
+    ``threading._DummyThread`` (alive for ever, never joinable): the QThread
+    check covers those.
+    """
+    from PySide6.QtCore import QThread
+
+    started_qthreads: list[tuple[QThread, str]] = []
+    qthread_start = QThread.start
+
+    def tracked_start(thread: QThread, *args) -> None:
+        started_qthreads.append((thread, thread.objectName() or type(thread).__name__))
+        qthread_start(thread, *args)
+
+    monkeypatch.setattr(QThread, "start", tracked_start)
     before = set(threading.enumerate())
     yield
-    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
-    assert not leftover, f"threads left running: {leftover}"
+    deadline = time.monotonic() + THREAD_GRACE_S
+    leftover = []
+    for thread in threading.enumerate():
+        if thread in before or isinstance(thread, threading._DummyThread) or thread.name in LONG_LIVED_THREADS:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            leftover.append(f"{thread.name} ({'daemon' if thread.daemon else 'non-daemon'})")
+    for thread, name in started_qthreads:
+        try:
+            running = thread.isRunning() and not thread.wait(max(0, int((deadline - time.monotonic()) * 1000)))
+        except RuntimeError:  # its C++ object is already deleted: it is not running
+            continue
+        if running:
+            leftover.append(f"QThread {name}")
+            thread.quit()
+            if not thread.wait(2000):
+                _UNSTOPPABLE_QTHREADS.append(thread)
+    assert not leftover, f"threads left running after the test: {', '.join(leftover)}"
 
 
 @pytest.fixture

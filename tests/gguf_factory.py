@@ -142,6 +142,7 @@ def write_random_llama(
     weights: str = "F32",
     scale: float = 0.02,
     seed: int = 0,
+    chat_template: str | None = None,
 ) -> Path:
     """A Llama GGUF with random weights and the tiny SentencePiece vocabulary (padded to ``vocab_size``).
 
@@ -166,6 +167,8 @@ def write_random_llama(
     file_types = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
                   "Q4_K_M": gguf.LlamaFileType.MOSTLY_Q4_K_M}
     writer.add_file_type(file_types[weights])
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     rng = np.random.default_rng(seed)
     head_dim = hidden // heads
 

@@ -8,13 +8,20 @@ files from disk and can misbehave on purpose:
 - ``truncate_after``: close the connection after this many bytes of a body;
 - ``gated``: repositories that answer 401 unless ``Authorization: Bearer <token>`` matches;
 - ``throttle_bytes_per_s``: slow transfers down (to stop a download part-way).
-Requests are counted in ``log`` (method, path, Range header).
+Requests are counted in ``log`` (method, path, Range header), with the
+``time.monotonic()`` each arrived in ``request_times``.
+
+A file is stored in Git LFS unless ``HubFile(lfs=False)``: then, like the
+Hub, the API publishes no sha256 for it, only ``blobId`` (its git blob sha1).
+Leaving the context closes the connections clients keep open and joins
+every thread the server started.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +40,7 @@ class HubFile:
     name: str
     source: Path
     sha256: str = ""
+    lfs: bool = True
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -45,6 +53,21 @@ class HubFile:
     @property
     def size(self) -> int:
         return self.source.stat().st_size
+
+    @property
+    def blob_id(self) -> str:
+        """The git blob sha1 the Hub publishes as ``blobId``: of the content, or of the LFS pointer file."""
+        if self.lfs:
+            return git_blob_sha1(self.lfs_pointer().encode())
+        return git_blob_sha1(self.source.read_bytes())
+
+    def lfs_pointer(self) -> str:
+        return f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {self.size}\n"
+
+
+def git_blob_sha1(content: bytes) -> str:
+    """What ``git hash-object`` prints for a file with this content."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 @dataclass
@@ -72,22 +95,36 @@ class HubBehaviour:
 
 
 class HubServer:
-    """Runs the fake Hub on 127.0.0.1 in a background thread. Use as a context manager."""
+    """Runs the fake Hub on 127.0.0.1 in a background thread. Use as a context manager.
 
-    def __init__(self, repos: list[HubRepo], behaviour: HubBehaviour | None = None) -> None:
+    With ``tls`` (a server-side ``ssl.SSLContext``) it speaks HTTPS.
+    """
+
+    def __init__(self, repos: list[HubRepo], behaviour: HubBehaviour | None = None, *, tls=None) -> None:
         self.repos = {repo.id: repo for repo in repos}
         self.behaviour = behaviour or HubBehaviour()
         self.log: list[tuple[str, str, str | None]] = []
+        self.request_times: list[float] = []
         self.bytes_sent = 0
+        self.connections: dict[threading.Thread, socket.socket] = {}  # open ones, by the thread serving each
+        self.connections_lock = threading.Lock()
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._scheme = "http"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
 
     @property
     def endpoint(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._httpd.server_address[:2]
 
     def __enter__(self) -> HubServer:
         self._thread.start()
@@ -95,7 +132,39 @@ class HubServer:
 
     def __exit__(self, *exc) -> None:
         self._httpd.shutdown()
+        self._thread.join(5)
+        # Clients keep connections open (huggingface_hub's shared session pools them): close them so
+        # that the threads serving them end, instead of waiting for the next request for ever.
+        for _ in range(3):  # again, for a connection accepted just before the shutdown
+            with self.connections_lock:
+                open_connections = dict(self.connections)
+            if not open_connections:
+                break
+            for connection in open_connections.values():
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by the client
+            for thread in open_connections:
+                thread.join(5)
         self._httpd.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away is no news
+            super().handle_error(request, client_address)
+
+
+def _sibling(hub_file: HubFile) -> dict:
+    """A file as ``/api/models/{repo}`` lists it: LFS files with their sha256, others with their blob id only."""
+    sibling = {"rfilename": hub_file.name, "size": hub_file.size, "blobId": hub_file.blob_id}
+    if hub_file.lfs:
+        pointer_size = len(hub_file.lfs_pointer().encode())
+        sibling["lfs"] = {"sha256": hub_file.sha256, "size": hub_file.size, "pointerSize": pointer_size}
+    return sibling
 
 
 def _make_handler(server: HubServer):
@@ -104,6 +173,19 @@ def _make_handler(server: HubServer):
 
         def log_message(self, *args) -> None:  # quiet
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with server.connections_lock:
+                server.connections[threading.current_thread()] = self.connection
+
+        def finish(self) -> None:
+            with server.connections_lock:
+                server.connections.pop(threading.current_thread(), None)
+            try:
+                super().finish()
+            except OSError:
+                pass
 
         def do_HEAD(self) -> None:  # noqa: N802
             self._serve(head=True)
@@ -115,6 +197,7 @@ def _make_handler(server: HubServer):
             url = urlparse(self.path)
             path = unquote(url.path)
             server.log.append((self.command, path, self.headers.get("Range")))
+            server.request_times.append(time.monotonic())
             if path == "/api/models":
                 return self._json(self._search(parse_qs(url.query)))
             if path.startswith("/api/models/"):
@@ -148,8 +231,7 @@ def _make_handler(server: HubServer):
                 "id": repo.id, "modelId": repo.id, "sha": COMMIT, "downloads": repo.downloads, "likes": repo.likes,
                 "lastModified": repo.last_modified, "tags": repo.tags, "private": False,
                 "gated": "manual" if repo.id in server.behaviour.gated else False,
-                "siblings": [{"rfilename": f.name, "size": f.size,
-                              "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": 134}} for f in repo.files],
+                "siblings": [_sibling(f) for f in repo.files],
             }
             if repo.gguf:
                 info["gguf"] = repo.gguf
@@ -180,9 +262,12 @@ def _make_handler(server: HubServer):
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(size - start))
             self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("ETag", f'"{hub_file.sha256}"')
-            self.send_header("X-Linked-Etag", f'"{hub_file.sha256}"')
-            self.send_header("X-Linked-Size", str(size))
+            if hub_file.lfs:
+                self.send_header("ETag", f'"{hub_file.sha256}"')
+                self.send_header("X-Linked-Etag", f'"{hub_file.sha256}"')
+                self.send_header("X-Linked-Size", str(size))
+            else:  # the Hub's ETag of a file kept in git is its blob id
+                self.send_header("ETag", f'"{hub_file.blob_id}"')
             self.send_header("Accept-Ranges", "bytes")
             if partial:
                 self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")

@@ -1,4 +1,4 @@
-"""House rules: inference/ and model_store/ never import Qt."""
+"""House rules: inference/ and model_store/ never import Qt, and inference/ never imports model_store/."""
 
 from __future__ import annotations
 
@@ -48,3 +48,12 @@ def test_importing_the_core_loads_no_qt() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_inference_never_imports_model_store() -> None:
+    # Sentences for people that name both packages' errors belong at the edge (gui/messages.py), not in the core.
+    offenders = {
+        str(path.relative_to(REPO)) for path in (REPO / "inference").rglob("*.py")
+        if "model_store" in imported_modules(path)
+    }
+    assert offenders == set()

@@ -203,7 +203,8 @@ def test_dismissing_the_demo_notice_is_remembered(qtbot, chat, app_paths: AppPat
     window, *_ = chat
     qtbot.mouseClick(window.demo_notice.findChild(type(window.panel.send_button)), Qt.MouseButton.LeftButton)
     assert not window.demo_notice.isVisible()
-    assert SettingsStore(app_paths.settings_file).load().demo_notice_dismissed
+    # Saved off the GUI thread.
+    qtbot.waitUntil(lambda: SettingsStore(app_paths.settings_file).load().demo_notice_dismissed, timeout=5_000)
 
 
 def test_a_bad_model_file_is_reported_and_the_window_stays_up(qtbot, tmp_path: Path, app_paths: AppPaths) -> None:

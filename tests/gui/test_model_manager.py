@@ -101,8 +101,8 @@ def test_import_validates_first(qtbot, manager, tmp_path: Path) -> None:
 def test_without_a_keyring_the_token_tab_says_it_is_kept_in_memory(qtbot, manager) -> None:
     window, _, _ = manager
     window.token_box.setText("hf_test")
-    window._save_token()
-    assert "in memory only" in window.token_status.text()
+    window._save_token()  # the keyring is asked off the GUI thread
+    qtbot.waitUntil(lambda: "in memory only" in window.token_status.text(), timeout=10_000)
     assert "until Hearth quits" in window.token_status.text()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,13 +14,16 @@ import pytest
 from model_store.downloads import (
     ChecksumMismatchError,
     DownloadCancelled,
+    DownloadError,
     ModelDownloader,
+    RetryPolicy,
     UnsafeNameError,
     safe_relative_path,
 )
 from model_store.errors import DiskFullError
-from model_store.hub import HubClient, ModelOption
+from model_store.hub import HubClient, ModelOption, RemoteFile
 from model_store.registry import ModelRegistry
+from tests.hub_server import COMMIT, HubFile, HubRepo, HubServer
 
 CHILD = Path(__file__).with_name("download_child.py")
 
@@ -155,3 +159,90 @@ def test_a_gated_model_downloads_with_the_token(hub, models_dir, gguf_files) -> 
     choice = option(hub, "acme/Gated-GGUF", "Q4_0", token="hf_good_token")
     model = downloader(hub, models_dir, token=lambda: "hf_good_token").download(choice)
     assert sha(model.path) == sha(gguf_files["small"])
+
+
+def test_tries_after_a_dropped_connection_back_off_exponentially_with_jitter(hub, models_dir) -> None:
+    hub.behaviour.truncate_after = 0  # every answer: the headers, then the connection closes
+    policy = RetryPolicy(attempts=4, first_delay_s=0.2, max_delay_s=0.5, jitter=0.5)
+    choice = option(hub, "acme/Tiny-Chat-GGUF", "Q8_0")
+    with pytest.raises(DownloadError, match="kept breaking off"):
+        downloader(hub, models_dir, retry=policy).download(choice)
+    times = [when for (method, path, _), when in zip(hub.log, hub.request_times)
+             if method == "GET" and path.endswith("Q8_0.gguf")]
+    assert len(times) == policy.attempts
+    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    for failures, gap in enumerate(gaps, 1):
+        full = min(policy.max_delay_s, policy.first_delay_s * 2 ** (failures - 1))  # 0.2, 0.4, then capped at 0.5
+        assert full * (1 - policy.jitter) <= gap < full + 0.3, gaps  # 0.3 s: the request itself on a busy machine
+    assert gaps[1] > gaps[0]  # the pause grows: 0.1–0.2 s, then 0.2–0.4 s
+
+
+def test_the_pause_grows_to_its_bound_and_the_jitter_only_shortens_it() -> None:
+    policy = RetryPolicy(first_delay_s=1.0, max_delay_s=30.0, jitter=0.5)
+    assert [policy.delay_s(n, chance=lambda: 0.0) for n in (1, 2, 3, 4, 5, 6, 50)] == [1, 2, 4, 8, 16, 30, 30]
+    assert policy.delay_s(3, chance=lambda: 0.999) == pytest.approx(2.002)
+    assert all(0.5 <= policy.delay_s(1) <= 1.0 for _ in range(100))
+
+
+def test_a_transfer_that_breaks_off_with_progress_is_not_given_up(hub, models_dir, gguf_files) -> None:
+    hub.behaviour.truncate_after = 600_000  # ~6 tries for the 3 MB file, each bringing new bytes
+    policy = RetryPolicy(attempts=2, first_delay_s=0.01, max_delay_s=0.01)
+    model = downloader(hub, models_dir, retry=policy).download(option(hub, "acme/Tiny-Chat-GGUF", "Q8_0"))
+    assert sha(model.path) == sha(gguf_files["big"])
+
+
+def test_cancel_while_waiting_to_try_again_stops_at_once(hub, models_dir) -> None:
+    hub.behaviour.truncate_after = 0
+    cancel = threading.Event()
+    loader = downloader(hub, models_dir, retry=RetryPolicy(first_delay_s=30.0, max_delay_s=30.0, jitter=0.0))
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    try:
+        with pytest.raises(DownloadCancelled):
+            loader.download(option(hub, "acme/Tiny-Chat-GGUF", "Q8_0"), cancel=cancel)
+    finally:
+        timer.join()
+
+
+@pytest.fixture
+def git_hub(gguf_files):
+    """A Hub whose GGUF files are kept in git itself, not LFS: it publishes their blob id, no sha256."""
+    repo = HubRepo("acme/Git-GGUF", [HubFile("git.Q4_0.gguf", gguf_files["small"], lfs=False),
+                                     HubFile("git.Q8_0.gguf", gguf_files["big"], lfs=False)])
+    with HubServer([repo]) as server:
+        yield server
+
+
+def test_a_file_kept_in_git_is_verified_by_its_blob_id(git_hub, models_dir, gguf_files) -> None:
+    choice = option(git_hub, "acme/Git-GGUF", "Q8_0")
+    (remote,) = choice.parts
+    assert remote.sha256 == ""
+    if shutil.which("git"):
+        printed = subprocess.run(["git", "hash-object", str(gguf_files["big"])], capture_output=True, text=True)
+        assert remote.git_sha1 == printed.stdout.strip()
+    model = downloader(git_hub, models_dir).download(choice)
+    assert sha(model.path) == sha(gguf_files["big"])
+    assert ModelRegistry(models_dir / "models.json").get(model.id).sha256 == sha(gguf_files["big"])
+
+
+def test_a_damaged_file_kept_in_git_is_caught(git_hub, models_dir) -> None:
+    git_hub.behaviour.flip_byte_in.add("git.Q8_0.gguf")
+    with pytest.raises(ChecksumMismatchError, match="arrived damaged"):
+        downloader(git_hub, models_dir).download(option(git_hub, "acme/Git-GGUF", "Q8_0"))
+    assert not list(models_dir.rglob("*.gguf")) and not list(models_dir.rglob("*.part"))
+
+
+def test_a_file_with_no_published_checksum_is_checked_by_size(git_hub, models_dir, gguf_files) -> None:
+    size = gguf_files["small"].stat().st_size
+    unhashed = ModelOption("acme/Git-GGUF", "Q4_0", (RemoteFile("git.Q4_0.gguf", size, sha256=""),), COMMIT)
+    model = downloader(git_hub, models_dir).download(unhashed)
+    assert sha(model.path) == sha(gguf_files["small"])
+    wrong_size = ModelOption("acme/Git-GGUF", "Q4_0", (RemoteFile("git.Q4_0.gguf", size - 1, sha256=""),), COMMIT)
+    with pytest.raises(ChecksumMismatchError):
+        downloader(git_hub, tmp_models(models_dir)).download(wrong_size)
+
+
+def tmp_models(models_dir: Path) -> Path:
+    other = models_dir.parent / "other-models"
+    other.mkdir()
+    return other

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+import ssl
+from pathlib import Path
+
 import pytest
 
+from model_store.downloads import ModelDownloader
 from model_store.hub import (
     GatedModelError,
     HubClient,
@@ -13,6 +18,13 @@ from model_store.hub import (
     group_options,
     quant_label,
 )
+from model_store.registry import ModelRegistry
+from tests.conftest import hub_repos
+from tests.http_proxy import HttpProxy
+from tests.hub_server import COMMIT, HubFile, HubRepo, HubServer, git_blob_sha1
+
+# A name that resolves nowhere: only the proxy knows where the Hub behind it is.
+HIDDEN_HUB = "hub.invalid"
 
 
 def test_search_lists_gguf_repositories_by_downloads_or_likes(hub) -> None:
@@ -73,3 +85,87 @@ def test_offline_mode_is_reported_as_unreachable(hub, monkeypatch: pytest.Monkey
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(HubUnreachableError):
         HubClient(endpoint=hub.endpoint).search("tiny")
+
+
+@pytest.fixture
+def fresh_hub_session():
+    """huggingface_hub's shared HTTP client reads the proxy settings when made: make it anew, before and after."""
+    from huggingface_hub.utils import close_session
+
+    close_session()
+    yield
+    close_session()
+
+
+def test_the_hub_is_reached_through_an_http_proxy(hub, monkeypatch, fresh_hub_session) -> None:
+    with HttpProxy({HIDDEN_HUB: hub.address}) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        client = HubClient(endpoint=f"http://{HIDDEN_HUB}")
+        assert [r.id for r in client.search("tiny")] == ["acme/Tiny-Chat-GGUF"]
+        assert client.details("acme/Tiny-Chat-GGUF").options[0].label == "Q4_K_M"
+    assert ("HEAD", f"http://{HIDDEN_HUB}/") in proxy.requests
+    assert any(target.startswith(f"http://{HIDDEN_HUB}/api/models?") for _, target in proxy.requests)
+
+
+def tls_for(host: str, folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a self-signed certificate for ``host``, and the certificate's file for clients."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "hub.pem", folder / "hub.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+def test_the_hub_is_reached_and_downloaded_from_through_an_https_proxy(
+    gguf_files, tmp_path, monkeypatch, fresh_hub_session
+) -> None:
+    context, cert_file = tls_for(HIDDEN_HUB, tmp_path)
+    with HubServer(hub_repos(gguf_files), tls=context) as hub, HttpProxy({HIDDEN_HUB: hub.address}) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # TLS stays verified, against the test's own CA
+        endpoint = f"https://{HIDDEN_HUB}"
+        client = HubClient(endpoint=endpoint)
+        assert [r.id for r in client.search("tiny")] == ["acme/Tiny-Chat-GGUF"]
+        option = next(o for o in client.details("acme/Tiny-Chat-GGUF").options if o.label == "Q4_K_M")
+        models = tmp_path / "models"
+        models.mkdir()
+        model = ModelDownloader(models, ModelRegistry(models / "models.json"), endpoint=endpoint).download(option)
+        assert model.path.read_bytes() == gguf_files["small"].read_bytes()
+    assert ("CONNECT", f"{HIDDEN_HUB}:443") in proxy.requests
+    assert any(path.endswith(f"/resolve/{COMMIT}/tiny-chat.Q4_K_M.gguf") for _, path, _ in hub.log)
+
+
+def test_a_proxy_that_cannot_reach_the_hub_means_unreachable(monkeypatch, fresh_hub_session) -> None:
+    with HttpProxy({}) as proxy:  # answers 502 Bad Gateway for every host
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        with pytest.raises(HubUnreachableError, match="cannot be reached"):
+            HubClient(endpoint=f"http://{HIDDEN_HUB}").search("tiny")
+    assert proxy.requests == [("HEAD", f"http://{HIDDEN_HUB}/")]
+
+
+def test_a_file_kept_in_git_has_its_blob_id_and_no_sha256(gguf_files) -> None:
+    repo = HubRepo("acme/Git-GGUF", [HubFile("git.Q4_0.gguf", gguf_files["small"], lfs=False),
+                                     HubFile("lfs.Q8_0.gguf", gguf_files["big"])])
+    with HubServer([repo]) as hub:
+        details = HubClient(endpoint=hub.endpoint).details("acme/Git-GGUF")
+    kept_in_git, in_lfs = (option.parts[0] for option in details.options)
+    assert (kept_in_git.sha256, kept_in_git.git_sha1) == ("", git_blob_sha1(gguf_files["small"].read_bytes()))
+    assert len(in_lfs.sha256) == 64 and in_lfs.git_sha1 == ""  # an LFS file's blob id is its pointer's

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, fields, replace
 
+from gui.preferences import sampling_params
+from inference.engine import SamplingParams
 from model_store.paths import AppPaths
-from model_store.settings import SETTINGS_VERSION, MeasuredThreads, Settings, SettingsStore, migrate
+from model_store.settings import (
+    MIGRATIONS,
+    SETTINGS_VERSION,
+    MeasuredThreads,
+    Settings,
+    SettingsStore,
+    migrate,
+)
 
 
 def test_settings_round_trip(app_paths: AppPaths) -> None:
@@ -57,3 +67,54 @@ def test_a_damaged_measurement_is_left_out(app_paths: AppPaths) -> None:
     }}), encoding="utf-8")
     assert SettingsStore(app_paths.settings_file).load().measured_threads == {
         "4c8t-avx2": {"a.gguf:10": MeasuredThreads(**good)}}
+
+
+def test_the_sampling_defaults_are_the_engines() -> None:
+    engine = SamplingParams()
+    shared = [item.name for item in fields(SamplingParams) if hasattr(Settings, item.name)]
+    assert shared == ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens"]
+    assert {name: getattr(Settings(), name) for name in shared} == {name: getattr(engine, name) for name in shared}
+    assert sampling_params(Settings()) == engine
+
+
+def test_every_older_version_has_a_migration() -> None:
+    assert sorted(MIGRATIONS) == list(range(1, SETTINGS_VERSION))
+
+
+MEASURED = {"2c2t-avx2": {"a.gguf:10": {"threads": 2, "tokens_per_s": 30.0, "model": "a.gguf", "model_size": 10}}}
+
+
+def test_the_version_in_the_file_decides_the_migration(app_paths: AppPaths) -> None:
+    for version, kept in ((1, {}), (2, {"2c2t-avx2": {"a.gguf:10": MeasuredThreads(2, 30.0, "a.gguf", 10)}})):
+        app_paths.settings_file.write_text(json.dumps({"version": version, "measured_threads": MEASURED}),
+                                           encoding="utf-8")
+        assert SettingsStore(app_paths.settings_file).load().measured_threads == kept
+
+
+def test_an_older_file_is_saved_in_this_version(app_paths: AppPaths) -> None:
+    app_paths.settings_file.write_text(json.dumps({"version": 1, "top_k": 7, "measured_threads": {"4c": 3}}),
+                                       encoding="utf-8")
+    store = SettingsStore(app_paths.settings_file)
+    store.save(replace(store.load(), temperature=0.2))
+    saved = json.loads(app_paths.settings_file.read_text(encoding="utf-8"))
+    assert saved == {**asdict(Settings(top_k=7, temperature=0.2)), "version": SETTINGS_VERSION}
+    store.save(Settings(version=1))  # a stale version in the object is never written
+    assert json.loads(app_paths.settings_file.read_text(encoding="utf-8"))["version"] == SETTINGS_VERSION
+
+
+def test_a_newer_file_is_read_as_it_is_and_a_save_keeps_what_this_version_does_not_know(app_paths: AppPaths) -> None:
+    newer = {
+        "version": SETTINGS_VERSION + 1, "temperature": 0.3, "top_k": 12, "measured_threads": MEASURED,
+        "device": {"kind": "npu", "index": 0},  # a value this version cannot read
+        "chat_theme": "solarized",  # a setting this version does not have
+    }
+    app_paths.settings_file.write_text(json.dumps(newer), encoding="utf-8")
+    store = SettingsStore(app_paths.settings_file)
+    settings = store.load()
+    assert (settings.version, settings.temperature, settings.top_k) == (SETTINGS_VERSION + 1, 0.3, 12)
+    assert settings.device == "auto" and settings.measured_threads  # not migrated backwards: measurements kept
+    store.save(replace(settings, temperature=0.9))
+    saved = json.loads(app_paths.settings_file.read_text(encoding="utf-8"))
+    assert saved["version"] == SETTINGS_VERSION + 1
+    assert saved["chat_theme"] == "solarized" and saved["device"] == {"kind": "npu", "index": 0}
+    assert (saved["temperature"], saved["top_k"], saved["measured_threads"]) == (0.9, 12, MEASURED)
