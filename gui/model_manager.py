@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from gui.background import BackgroundCall
 from gui.download_manager import DownloadManager, progress_text
-from inference.gguf_info import read_gguf_info
+from inference.gguf_info import check_architecture_known, read_gguf_info
 from inference.hardware import Hardware
 from inference.selector import Preferences, Verdict, download_verdict, estimated_info
 from model_store.credentials import TokenStore
@@ -349,6 +349,7 @@ class ModelManager(QDialog):
         def validate():
             refuse_code_carrying(path)  # before any parsing, and naming the danger of a pickle
             info = read_gguf_info(path)
+            check_architecture_known(info)  # as loading does: no model llama.cpp cannot run gets listed
             stat = path.stat()
             self._registry.add(InstalledModel(id=f"local/{path.resolve()}", display_name=info.name, path=path.resolve(),
                                               sha256="", size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns))

@@ -20,7 +20,7 @@ from gui.sampling_fields import SamplingFields
 from inference.hardware import GpuDevice
 from model_store.settings import Settings
 
-DEVICES = [("auto", "Automatic (GPU when the model fits, else CPU)"), ("cpu", "CPU"), ("gpu", "GPU")]
+DEVICES = [("auto", "Automatic (the GPU for as much of the model as fits)"), ("cpu", "CPU"), ("gpu", "GPU")]
 
 
 def _spin(minimum: int, maximum: int, value: int | None, *, step: int = 1, automatic: str = "") -> QSpinBox:
@@ -37,7 +37,7 @@ def _spin(minimum: int, maximum: int, value: int | None, *, step: int = 1, autom
 def _gpu_choice(gpus: tuple[GpuDevice, ...], chosen: str | None) -> QComboBox:
     """Automatic, then each GPU with its free memory; a saved GPU that is not there now stays listed as such."""
     box = QComboBox()
-    box.addItem("Automatic (the one with the most free memory)" if gpus else "No GPU Hearth can use was found", None)
+    box.addItem("Automatic (a discrete GPU first, then the most free memory)" if gpus else "No GPU Hearth can use was found", None)
     for gpu in gpus:
         box.addItem(f"{gpu.name} ({gpu.free_bytes / (1 << 30):.1f} GB free)", gpu.key)
     if chosen and chosen not in [gpu.key for gpu in gpus]:

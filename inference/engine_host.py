@@ -27,10 +27,12 @@ from inference.errors import GenerationError, to_wire
 log = logging.getLogger(__name__)
 
 
-def serve(conn: Connection, cancel, options: EngineOptions) -> None:
-    """Answer requests until the parent says exit or goes away."""
+def serve(conn: Connection, cancel, options: EngineOptions, log_file: str | None = None) -> None:
+    """Answer requests until the parent says exit or goes away; log to ``log_file`` (the app's log) when given."""
     # Ctrl+C in a terminal reaches the whole process group; the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log_file:
+        _log_to(log_file)
     from inference.gguf_info import read_gguf_info
     from inference.session import create_local_engine
 
@@ -78,6 +80,15 @@ def serve(conn: Connection, cancel, options: EngineOptions) -> None:
                 _send_error(conn, request_id, exc)
     if engine is not None:
         engine.close()
+
+
+def _log_to(log_file: str) -> None:
+    """Log to the app's file (appending; the window's process rotates it), never to the user's terminal."""
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s engine %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
 
 
 def _send_error(conn: Connection, request_id: int | None, exc: Exception) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,14 @@ from inference.template_sandbox import HUNG_EXIT_CODE
 log = logging.getLogger(__name__)
 
 POLL_S = 0.01  # how often a waiting call looks at the user's cancel flag
+
+
+def _log_file() -> str | None:
+    """The file this process logs to (main.py's handler), for the engine process to log to as well."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename != os.path.abspath(os.devnull):
+            return handler.baseFilename
+    return None
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -149,7 +158,8 @@ class ProcessEngine:
 
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
-            target=serve, args=(child_conn, self._cancel, self._options), name="hearth-engine", daemon=True
+            target=serve, args=(child_conn, self._cancel, self._options, _log_file()), name="hearth-engine",
+            daemon=True,
         )
         process.start()
         child_conn.close()

@@ -42,7 +42,7 @@ def test_settings_choose_the_gpu_and_its_layers(qtbot) -> None:
     dialog = SettingsDialog(Settings(), max_threads=8, gpus=gpus)
     qtbot.addWidget(dialog)
     assert [dialog.gpu.itemText(i) for i in range(dialog.gpu.count())] == [
-        "Automatic (the one with the most free memory)", "NVIDIA RTX 3070 (7.0 GB free)", "NVIDIA RTX 4090 (20.0 GB free)"]
+        "Automatic (a discrete GPU first, then the most free memory)", "NVIDIA RTX 3070 (7.0 GB free)", "NVIDIA RTX 4090 (20.0 GB free)"]
     assert dialog.result_settings() == Settings()
     dialog.gpu.setCurrentIndex(1)
     dialog.gpu_layers.setValue(20)

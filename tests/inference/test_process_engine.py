@@ -140,3 +140,33 @@ def test_thread_tuning_measures_each_count_then_runs_with_the_chosen_one(tmp_pat
         assert stream.stats.completion_tokens > 0
     finally:
         engine.close()
+
+
+def test_a_failed_request_is_logged_to_the_app_s_file_not_printed(builtin_model_path: Path, tmp_path: Path,
+                                                                   capfd) -> None:
+    import logging
+
+    import shutil
+
+    from inference.engine import EngineOptions
+    from inference.errors import ModelNotFoundError
+    from tests.inference.conftest import cpu_plan
+
+    copy = tmp_path / "gone.gguf"
+    shutil.copyfile(builtin_model_path, copy)
+    info = read_gguf_info(copy)
+    copy.unlink()  # the engine process reads the file again, and fails
+    log_file = tmp_path / "hearth.log"
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    logging.getLogger().addHandler(handler)
+    engine = ProcessEngine(cpu_plan(), options=EngineOptions(state_cache_bytes=0))
+    try:
+        with pytest.raises(ModelNotFoundError, match="does not exist"):
+            engine.load(info)
+    finally:
+        engine.close()
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    assert "Traceback" not in capfd.readouterr().err  # the engine process printed nothing to the terminal
+    assert "Engine request failed" in log_file.read_text(encoding="utf-8")
+    assert "Traceback" in log_file.read_text(encoding="utf-8")

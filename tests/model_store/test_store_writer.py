@@ -74,6 +74,6 @@ def test_while_another_connection_holds_the_write_lock_nothing_waits_but_the_wri
     assert done.wait(10)
     assert writer.pending == 0
     assert reader.conversation(conversation_id).title == "Behind the lock"
-    assert asked_s < 0.05
+    assert asked_s < 0.5  # submitting did not wait for the lock (held for 1 s above)
     writer.close()
     reader.close()
