@@ -1,7 +1,7 @@
 """Hostile-input figures: model files from strangers. The last line printed is one JSON object.
 
     python tests/benchmarks/hostile.py --quick             # the whole corpus, one minute of fuzzing
-    python tests/benchmarks/hostile.py --fuzz-minutes 10   # the long fuzzing run
+    python tests/benchmarks/hostile.py --fuzz-minutes 10   # the long fuzzing run (with --only gguf_fuzz: alone)
     python tests/benchmarks/hostile.py --fuzz-minutes 0    # the corpus only
 
 Each section is a function that takes the arguments and returns a dict of
@@ -249,9 +249,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="self-tests to run at once (default 1: honest timings)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "hearth-hostile",
                         help="where failing fuzz inputs are saved")
+    parser.add_argument("--only", nargs="+", choices=[section.__name__ for section in SECTIONS],
+                        help="run only these sections (e.g. --only gguf_fuzz for the long fuzzing run)")
     args = parser.parse_args(argv)
     figures: dict = {}
     for section in SECTIONS:
+        if args.only and section.__name__ not in args.only:
+            continue
         try:
             figures.update(section(args))
         except Exception as exc:  # noqa: BLE001 - one failing section must not lose the others' figures
