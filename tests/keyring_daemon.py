@@ -109,22 +109,29 @@ def lock_default_collection() -> None:
         connection.close()
 
 
-def _wait_for_service(timeout_s: float = 10.0) -> None:
+def _wait_for_service(timeout_s: float = 20.0) -> None:
+    """Wait until the daemon answers and its unlocked login collection is the default one.
+
+    The daemon reads the password and creates that collection after it starts
+    answering; a secret stored before then makes the Secret Service create a
+    collection of its own, which opens a prompt that never closes here.
+    """
     import secretstorage
+    from secretstorage.collection import Collection
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             connection = secretstorage.dbus_init()
             try:
-                if secretstorage.check_service_availability(connection):
+                if secretstorage.check_service_availability(connection) and not Collection(connection).is_locked():
                     return
             finally:
                 connection.close()
-        except Exception:  # noqa: BLE001 - the bus or the daemon is not up yet
+        except Exception:  # noqa: BLE001 - the bus, the daemon or its login collection is not up yet
             pass
         time.sleep(0.05)
-    raise TimeoutError("gnome-keyring did not come up on the private D-Bus")
+    raise TimeoutError("gnome-keyring did not come up, with its login collection unlocked, on the private D-Bus")
 
 
 def _stop(bus_pid: int, daemon: subprocess.Popen | None) -> None:
