@@ -109,29 +109,38 @@ def lock_default_collection() -> None:
         connection.close()
 
 
-def _wait_for_service(timeout_s: float = 20.0) -> None:
-    """Wait until the daemon answers and its unlocked login collection is the default one.
+def _wait_for_service(timeout_s: float = 10.0, collection_timeout_s: float = 10.0) -> None:
+    """Wait until the daemon answers, then (for at most ``collection_timeout_s``) for its unlocked login collection.
 
     The daemon reads the password and creates that collection after it starts
     answering; a secret stored before then makes the Secret Service create a
-    collection of its own, which opens a prompt that never closes here.
+    collection of its own, whose prompt never closes on a private display.
     """
     import secretstorage
     from secretstorage.collection import Collection
 
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def ask(question) -> bool:
         try:
             connection = secretstorage.dbus_init()
             try:
-                if secretstorage.check_service_availability(connection) and not Collection(connection).is_locked():
-                    return
+                return bool(question(connection))
             finally:
                 connection.close()
-        except Exception:  # noqa: BLE001 - the bus, the daemon or its login collection is not up yet
-            pass
+        except Exception:  # noqa: BLE001 - the bus, the daemon or its collection is not up yet
+            return False
+
+    if not _poll(lambda: ask(secretstorage.check_service_availability), timeout_s):
+        raise TimeoutError("gnome-keyring did not come up on the private D-Bus")
+    _poll(lambda: ask(lambda connection: not Collection(connection).is_locked()), collection_timeout_s)
+
+
+def _poll(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
         time.sleep(0.05)
-    raise TimeoutError("gnome-keyring did not come up, with its login collection unlocked, on the private D-Bus")
+    return False
 
 
 def _stop(bus_pid: int, daemon: subprocess.Popen | None) -> None:
