@@ -66,8 +66,8 @@ def private_secret_service(folder: Path, *, prompt_display: bool = False) -> Ite
         os.close(write_end)
         with os.fdopen(read_end) as display:
             env["DISPLAY"] = ":" + display.readline().strip()
-    bus = subprocess.run(["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
-                         capture_output=True, text=True, check=True, env=env).stdout.split()
+    bus = subprocess.run(["dbus-daemon", f"--config-file={_bus_config(runtime)}", "--fork", "--print-address=1",
+                          "--print-pid=1"], capture_output=True, text=True, check=True, env=env).stdout.split()
     address, bus_pid = bus[0], int(bus[1])
     env["DBUS_SESSION_BUS_ADDRESS"] = address
     env.pop("DISPLAY", None)  # only the bus's own services (the prompter) get the display
@@ -93,6 +93,36 @@ def private_secret_service(folder: Path, *, prompt_display: bool = False) -> Ite
             xvfb.terminate()
             xvfb.wait(10)
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+# The bus may start only the unlock prompter: never a second keyring daemon of its own (without the password,
+# its new collection asks for one in a prompt that no one answers).
+_PROMPTER_SERVICES = ("org.gnome.keyring.SystemPrompter.service", "org.gnome.keyring.PrivatePrompter.service")
+
+
+def _bus_config(folder: Path) -> Path:
+    """A session bus configuration whose only activatable services are gcr's prompters."""
+    services = folder / "services"
+    services.mkdir(exist_ok=True)
+    for name in _PROMPTER_SERVICES:
+        source = Path("/usr/share/dbus-1/services") / name
+        if source.exists():
+            shutil.copyfile(source, services / name)
+    config = folder / "bus.conf"
+    config.write_text(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={folder}</listen>
+  <servicedir>{services}</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+""", encoding="utf-8")
+    return config
 
 
 def lock_default_collection() -> None:
