@@ -1,7 +1,7 @@
 """Hearth: chat with language models on your own computer.
 
 Parses arguments, configures logging, builds the objects and wires them, then
-runs the window (or the headless self-test).
+runs the window (or the headless self-test, or ``serve``: the API server without a window).
 """
 
 from __future__ import annotations
@@ -44,6 +44,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--home", type=Path, default=os.environ.get("HEARTH_HOME"),
         help="keep all of Hearth's files below this folder (default: the usual per-user folders)",
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve", help="serve the model to other programs on this computer (an OpenAI-compatible API), without a window",
+        description="Serve the model through an OpenAI-compatible API (/v1/chat/completions, /v1/models), "
+                    "without a window. Every request needs the API token: HEARTH_API_TOKEN when it is set, "
+                    "else the one in Settings > Local API server (kept in your system's keyring).",
+    )
+    serve.add_argument("--host", default=None,
+                       help="the address to listen on (default: Settings, else 127.0.0.1: this computer only)")
+    serve.add_argument("--port", type=int, default=None,
+                       help="the port (default: Settings, else 8765; 0: any free one)")
+    # Also accepted after "serve"; SUPPRESS keeps a value given before it.
+    serve.add_argument("--model", type=Path, default=argparse.SUPPRESS, help="a GGUF model file to serve")
+    serve.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="as above")
     return parser.parse_args(argv)
 
 
@@ -108,6 +122,75 @@ def model_chooser(paths: AppPaths, registry: ModelRegistry, model_file: Path | N
     return choose
 
 
+NETWORK_WARNING = ("Warning: {host} is not this computer's loopback address: anyone on your network who gets "
+                   "the token can use the model (and your computer's time) through this server.")
+
+
+def serve(args: argparse.Namespace, paths: AppPaths, choose_model, settings: SettingsStore) -> int:
+    """``hearth serve``: load the model and answer API requests until Ctrl+C. Never imports Qt or torch.
+
+    Prints where it listens and where the token comes from, never the token itself.
+    """
+    import signal
+
+    from gui.messages import describe_error  # Qt-free: sentences for people
+    from gui.preferences import engine_preferences, sampling_params  # Qt-free helpers
+    from inference.api import ServerConfig, is_loopback_host
+    from inference.api.errors import ServerStartError
+    from inference.api.server import ApiServer
+    from inference.hardware import probe_hardware
+    from inference.model_owner import LoadRequest, ModelOwner
+    from model_store.api_token import TOKEN_ENV, ApiTokenStore, token_from_env
+
+    saved = settings.load()
+    host = args.host if args.host is not None else saved.api_host
+    port = args.port if args.port is not None else saved.api_port
+    token = token_from_env()
+    if token is not None:
+        where = f"the token is the value of {TOKEN_ENV}"
+    else:
+        tokens = ApiTokenStore()
+        if not tokens.persistent:
+            print(f"{tokens.problem} Set {TOKEN_ENV} to the token clients will send, then start again.",
+                  file=sys.stderr)
+            return 2
+        token = tokens.token()
+        where = (f"the token is the one shown in Hearth's Settings > Local API server (kept in your keyring); "
+                 f"set {TOKEN_ENV} to use another")
+    if not is_loopback_host(host):
+        print(NETWORK_WARNING.format(host=host), file=sys.stderr, flush=True)
+
+    def terminate(signum, frame) -> None:
+        raise SystemExit(0)  # so that the model is freed and its process ended on the way out
+
+    signal.signal(signal.SIGTERM, terminate)
+    owner = ModelOwner(choose_model, probe_hardware, paths.cache_dir)
+    owner.start()
+    try:
+        owner.load(LoadRequest(choice=None, prefs=engine_preferences(saved),
+                               state_cache_bytes=saved.state_cache_mb << 20))
+        print("Loading the model…", flush=True)
+        try:
+            ready = owner.wait_for_model(timeout_s=24 * 3600)
+            server = ApiServer(owner, ServerConfig(token=token, host=host, port=port, sampling=sampling_params(saved)))
+            server.listen()
+        except ServerStartError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be loaded: say why
+            print(f"The model could not be loaded: {describe_error(exc)}", file=sys.stderr)
+            return 1
+        log.info("Serving %s on %s", ready.model_id, server.url)
+        print(f"Serving {ready.display_name} as model \"{ready.model_id}\" on {server.url}", flush=True)
+        print(f"Clients send 'Authorization: Bearer <token>'; {where}. Press Ctrl+C to stop.", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        owner.stop()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--probe-gpus"]:  # the frozen app's GPU probe process (inference/hardware.py)
         from inference.gpu_probe import main as probe_gpus
@@ -123,6 +206,8 @@ def main(argv: list[str]) -> int:
     from inference.hardware import probe_hardware
 
     settings = SettingsStore(paths.settings_file)
+    if args.command == "serve":
+        return serve(args, paths, choose_model, settings)
     if args.self_test:
         from gui.messages import describe_error  # Qt-free: sentences for people
         from gui.preferences import engine_preferences  # Qt-free helper
@@ -138,8 +223,10 @@ def main(argv: list[str]) -> int:
 
     from gui.app import ModelServices, run_app
     from model_store.credentials import TokenStore
+    from model_store.api_token import ApiTokenStore
     from model_store.downloads import ModelDownloader
     from model_store.hub import DEFAULT_ENDPOINT, HubClient
+    from model_store.providers import ProviderStore
 
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
     tokens = TokenStore()
@@ -158,6 +245,8 @@ def main(argv: list[str]) -> int:
         conversations_file=paths.conversations_file,
         cache_dir=paths.cache_dir,
         models=models,
+        providers=ProviderStore(paths.providers_file),
+        api_tokens=ApiTokenStore(),
     )
 
 

@@ -18,20 +18,24 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
+from gui.api_switch import ApiSwitch
 from gui.download_manager import DownloadManager
 from gui.inference_worker import InferenceWorker, WorkerThread
 from gui.main_window import MainWindow
 from gui.messages import describe_error
 from gui.model_manager import ModelManager
+from gui.providers_dialog import ProvidersDialog
 from gui.single_instance import SingleInstance
 from gui.theme import follow_system_theme
 from inference.hardware import CpuFacts, Hardware
 from inference.session import ModelChoice
+from model_store.api_token import ApiTokenStore
 from model_store.conversations import ConversationStore, ConversationStoreError
 from model_store.credentials import TokenStore
 from model_store.downloads import ModelDownloader
 from model_store.errors import DiskFullError
 from model_store.hub import HubClient
+from model_store.providers import ProviderStore
 from model_store.registry import ModelRegistry
 from model_store.settings import SettingsStore
 from model_store.store_writer import StoreWriter
@@ -65,6 +69,7 @@ class Ui:
     store: ConversationStore
     writer: StoreWriter
     downloads: DownloadManager | None = None
+    api: ApiSwitch | None = None
 
 
 class StorageErrors:
@@ -137,8 +142,14 @@ def build_ui(
     conversations_file: Path,
     cache_dir: Path | None = None,
     models: ModelServices | None = None,
+    providers: ProviderStore | None = None,
+    api_tokens: ApiTokenStore | None = None,
 ) -> Ui:
-    """Create the window, its store and its inference thread, wired and started; the default model starts loading."""
+    """Create the window, its store and its inference thread, wired and started; the default model starts loading.
+
+    With ``providers``, conversations can answer with a provider's model (File › Providers…); with
+    ``api_tokens``, Settings can switch on the local API server, which shares the window's model.
+    """
     store = open_conversation_store(conversations_file)
     errors = StorageErrors()
     writer = StoreWriter(store.path, on_error=errors.report)
@@ -153,16 +164,26 @@ def build_ui(
             probe_hardware=probe_hardware, models_dir=models.models_dir, parent=window,
         ))
         downloads.resume_pending()
+    if providers is not None:
+        window.set_providers(providers, lambda: ProvidersDialog(providers, parent=window))
     worker_thread = WorkerThread(InferenceWorker(choose_model, probe_hardware, cache_dir))
     connect_worker(window, worker_thread.worker)
+    api = None
+    if api_tokens is not None:
+        api = ApiSwitch(worker_thread.worker.owner, api_tokens)
+        window.set_api_switch(api)
     worker_thread.start()
     window.load_model(None)
-    return Ui(window, worker_thread, store, writer, downloads)
+    if api is not None:
+        api.apply(window.settings)
+    return Ui(window, worker_thread, store, writer, downloads, api)
 
 
 def shut_down(ui: Ui) -> None:
     """Stop any reply, stop the inference thread and free the model, then finish saving."""
     ui.window.stop_reply()
+    if ui.api is not None:
+        ui.api.close()  # its streams are cancelled: the model owner then stops within a token
     if ui.downloads is not None:
         ui.downloads.shutdown()  # partial files stay: the next start resumes them
     ui.worker_thread.stop()
@@ -180,6 +201,8 @@ def run_app(
     conversations_file: Path,
     cache_dir: Path,
     models: ModelServices | None = None,
+    providers: ProviderStore | None = None,
+    api_tokens: ApiTokenStore | None = None,
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     _keep_bundle_libraries_to_ourselves()
@@ -194,7 +217,8 @@ def run_app(
         return 0  # the running Hearth was asked to show its window
     follow_system_theme(app)
     ui = build_ui(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings,
-                  conversations_file=conversations_file, cache_dir=cache_dir, models=models)
+                  conversations_file=conversations_file, cache_dir=cache_dir, models=models, providers=providers,
+                  api_tokens=api_tokens)
     instance.activated.connect(ui.window.bring_to_front)
     app.aboutToQuit.connect(lambda: shut_down(ui))
     ui.window.show()

@@ -50,11 +50,17 @@ class ChatSession:
         self.tree = ConversationTree(messages, conversation.current_leaf_id if conversation else None)
         self._last_save: dict[str, float] = {}
         self._saved_text: dict[str, str] = {}
+        self._model_for_new = ""  # the model chosen before the first message (kept with the conversation)
 
     @property
     def conversation_id(self) -> str | None:
         """The conversation's id, or None while it has no message yet."""
         return self.conversation.id if self.conversation else None
+
+    @property
+    def model(self) -> str:
+        """Which model answers: '' (the loaded one), a model file's path, or a provider's key."""
+        return self.conversation.model if self.conversation else self._model_for_new
 
     @property
     def system_prompt(self) -> str:
@@ -139,6 +145,14 @@ class ChatSession:
             "update_conversation", self.conversation.id, system_prompt=system_prompt, model=model, settings=settings
         )
 
+    def choose_model(self, model: str) -> None:
+        """Answer with ``model`` from now on (see :attr:`model`); a new chat keeps it once its first message is saved."""
+        if self.conversation is None:
+            self._model_for_new = model
+            return
+        self.update_settings(system_prompt=self.conversation.system_prompt, model=model,
+                             settings=self.conversation.settings)
+
     # -------------------------------------------------------------- internals
 
     def _ensure_conversation(self, first_text: str) -> None:
@@ -149,6 +163,8 @@ class ChatSession:
         now = time.time()
         self.conversation = Conversation(id=new_id(), title=title, created_at=now, updated_at=now)
         self._writer.submit("create_conversation", conversation_id=self.conversation.id, title=title, created_at=now)
+        if self._model_for_new:
+            self.update_settings(system_prompt="", model=self._model_for_new, settings={})
 
     def _add(self, parent_id: str | None, role: str, text: str, status: str, *, model: str = "") -> Message:
         message = Message(

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from gui.chat_session import ChatSession
 from gui.chat_view import ChatView, MessageView
 from gui.composer import Composer
-from gui.inference_worker import ReplyRequest
+from inference.model_owner import ReplyRequest
 from inference.engine import ReplyStats, SamplingParams
 from model_store.conversations import Message
 
@@ -48,9 +48,16 @@ class ConversationPanel(QWidget):
     reply_ended = Signal(object)
     notice = Signal(str)
 
-    def __init__(self, sampling: Callable[[], SamplingParams], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        sampling: Callable[[], SamplingParams],
+        parent: QWidget | None = None,
+        *,
+        remote: Callable[[], object | None] = lambda: None,
+    ) -> None:
         super().__init__(parent)
         self._sampling = sampling
+        self._remote = remote  # the provider's model that answers this conversation, or None for the local one
         self.session: ChatSession | None = None
         self.model_name: str | None = None
         self.loading: str | None = None  # what is being loaded, e.g. "Loading Gemma 3 270M…"
@@ -274,7 +281,7 @@ class ConversationPanel(QWidget):
         self._save_timer.start()
         self.active = ReplyRequest(
             request_id=self._next_request_id, messages=tuple(messages), params=self._sampling(),
-            cancel=threading.Event(),
+            cancel=threading.Event(), remote=self._remote(),
         )
         self._next_request_id += 1
         self.update_controls()

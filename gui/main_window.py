@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -27,16 +26,18 @@ from gui.chat_session import ChatSession
 from gui.conversation_dialog import ConversationDialog
 from gui.conversation_panel import ConversationPanel
 from gui.demo_notice import DemoNotice
-from gui.inference_worker import LoadRequest, ModelReady, ReplyRequest, ThreadsChosen
 from gui.messages import describe_error
+from gui.model_picker import LOCAL, MANAGE, ModelPicker, provider_id_of, provider_key
 from gui.preferences import cpu_signature, engine_preferences, sampling_params
 from gui.settings_dialog import SettingsDialog
 from gui.sidebar import Sidebar
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.hardware import CpuFacts
+from inference.model_owner import LoadRequest, ModelReady, ReplyRequest, ThreadsChosen
 from inference.session import ModelChoice
 from model_store.conversation_io import export_json, export_markdown, import_json
 from model_store.conversations import ConversationStore
+from model_store.providers import Provider, ProviderStore
 from model_store.settings import Settings, SettingsStore
 from model_store.store_writer import StoreWriter
 
@@ -100,13 +101,17 @@ class MainWindow(QMainWindow):
         self._notices_shown: list[str] = []
         self._make_model_manager: Callable[[], QDialog] | None = None
         self._model_manager: QDialog | None = None
-        # Set when a reply is asked for, so a thread measurement in the worker gives way at once.
-        self._reply_waiting = threading.Event()
+        self._providers: ProviderStore | None = None
+        self._saved_providers: list[Provider] = []
+        self._make_providers_dialog: Callable[[], QDialog] | None = None
+        self._loading: str | None = None  # what the local model is doing while it is not ready
+        self._api = None  # the local API server's switch (gui/api_switch.py), when the app has one
+        self._load_failed = False
 
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
         self.sidebar = Sidebar()
-        self.panel = ConversationPanel(sampling=self._sampling)
+        self.panel = ConversationPanel(sampling=self._sampling, remote=self._remote_target)
         self.panel.reply_requested.connect(self._request_reply)
         self.panel.conversation_changed.connect(self.refresh_sidebar)
         self.panel.reply_ended.connect(self._show_reply_stats)
@@ -178,7 +183,9 @@ class MainWindow(QMainWindow):
     def _show_session(self, session: ChatSession, focus_message: str | None = None) -> None:
         self.panel.open(session, focus_message=focus_message)
         conversation = session.conversation
-        if conversation and conversation.model and conversation.model != self._model_path():
+        self._show_answerer()
+        if conversation and conversation.model and not provider_id_of(conversation.model) and \
+                conversation.model != self._model_path():
             if Path(conversation.model).is_file():
                 self.load_model(ModelChoice(path=Path(conversation.model)))
             else:
@@ -287,6 +294,95 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ model
 
+    def set_providers(self, providers: ProviderStore, make_dialog: Callable[[], QDialog]) -> None:
+        """The saved providers (remote OpenAI-compatible servers) and how to build File › Providers…."""
+        self._providers = providers
+        self._make_providers_dialog = make_dialog
+        self._saved_providers = providers.list()
+        self._show_answerer()
+
+    @Slot()
+    def open_providers(self) -> None:
+        """Show File › Providers…; the model picker lists what it saved."""
+        if self._make_providers_dialog is None:
+            return
+        dialog = self._make_providers_dialog()
+        dialog.exec()
+        self._saved_providers = self._providers.list()
+        self._show_answerer()
+
+    @Slot(str)
+    def _on_model_chosen(self, key: str) -> None:
+        """The model picker: answer this conversation with the local model or a provider's."""
+        if key == MANAGE:
+            self.open_providers()
+            return
+        if self.panel.busy:
+            self._show_answerer()
+            self._show_status("The model can change once this reply ends (Stop ends it now).")
+            return
+        session = self.panel.session
+        session.choose_model("" if key == LOCAL else key)
+        self._show_answerer()
+        if session.conversation is not None:
+            self.refresh_sidebar()
+
+    def _answering_provider(self) -> Provider | None:
+        """The provider whose model answers the open conversation, or None for the local model."""
+        session = self.panel.session
+        provider_id = provider_id_of(session.model) if session is not None else None
+        return next((p for p in self._saved_providers if p.id == provider_id), None)
+
+    def _remote_target(self):
+        """For a reply: how to reach the answering provider (read on the reply's thread: the key is in the
+        keyring), or None for the local model."""
+        provider = self._answering_provider()
+        return partial(self._providers.target, provider.id) if provider is not None else None
+
+    def _show_answerer(self) -> None:
+        """Show, in the picker, the status bar and the message box, which model answers the open conversation."""
+        provider = self._answering_provider()
+        session = self.panel.session
+        if session is not None and provider_id_of(session.model) and provider is None:
+            self._show_status("This conversation's provider is no longer saved; the local model answers it.")
+        local_name = self._model.display_name if self._model else ""
+        self.model_picker.show_choices(local_name, self._saved_providers,
+                                       provider_key(provider.id) if provider else LOCAL)
+        if provider is not None:
+            self.engine_label.setText(f"{provider.name} · remote")
+            self.engine_label.setToolTip(f"Replies come from {provider.base_url} (model {provider.model}).")
+            self.panel.set_model(f"{provider.model} · {provider.name}")
+            return
+        if self._model is not None:
+            self.engine_label.setText(self._model.plan.summary())
+            self.engine_label.setToolTip(engine_tooltip(self._model.plan, self._model.chat_format))
+        else:
+            self.engine_label.setText("")
+        if self._model is not None:
+            self.panel.set_model(self._model.display_name)
+        elif self._loading is not None:
+            self.panel.set_loading(self._loading)
+        elif self._load_failed:
+            self.panel.set_model(None)
+
+    def set_api_switch(self, api) -> None:
+        """The local API server's switch: Settings turns it on and off and shows its token; the status bar says."""
+        self._api = api
+        api.status_changed.connect(self._show_api_status)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in effect."""
+        return self._settings
+
+    @Slot(str, str)
+    def _show_api_status(self, text: str, tooltip: str) -> None:
+        self.api_label.setText(text)
+        self.api_label.setToolTip(tooltip)
+        self.api_label.setVisible(bool(text))
+        if tooltip and text != "API on":
+            self.panel.chat_view.add_notice(tooltip)
+
     def set_model_manager(self, make: Callable[[], QDialog]) -> None:
         """How to build the model manager (it is created on first use and kept)."""
         self._make_model_manager = make
@@ -311,15 +407,15 @@ class MainWindow(QMainWindow):
     def load_model(self, choice: ModelChoice | None = None) -> None:
         """Ask the worker to load ``choice`` (None: the default model) with the current settings."""
         self._model_choice = choice
-        if self.panel.active is None:
-            self.panel.set_loading("Preparing the model…")  # Send works from now on: the message waits
+        self._loading, self._load_failed = "Preparing the model…", False
+        if self.panel.active is None and self._answering_provider() is None:
+            self.panel.set_loading(self._loading)  # Send works from now on: the message waits
         self.load_requested.emit(
             LoadRequest(
                 choice=choice,
                 prefs=engine_preferences(self._settings),
                 measured=dict(self._settings.measured_threads.get(cpu_signature(self._cpu), {})),
                 state_cache_bytes=self._settings.state_cache_mb << 20,
-                reply_waiting=self._reply_waiting,
             )
         )
 
@@ -336,7 +432,10 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         """Show the Settings dialog and apply what the user chose."""
         gpus = self._model.gpus if self._model else ()
-        dialog = SettingsDialog(self._settings, max_threads=self._cpu.logical_cores, gpus=gpus, parent=self)
+        api = self._api
+        dialog = SettingsDialog(self._settings, max_threads=self._cpu.logical_cores, gpus=gpus,
+                                api_token=api.token if api else None,
+                                regenerate_api_token=api.regenerate_token if api else None, parent=self)
         if dialog.exec():
             self.apply_settings(dialog.result_settings())
 
@@ -348,6 +447,8 @@ class MainWindow(QMainWindow):
         # Measurements may have arrived while the dialog was open: they are not the dialog's to drop.
         self._settings = replace(settings, measured_threads=self._settings.measured_threads)
         self._save_settings()
+        if self._api is not None:
+            self._api.apply(self._settings)
         if reload and self.panel.active is None:
             self.load_model(self._model_choice)
 
@@ -366,25 +467,24 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def on_model_loading(self, message: str) -> None:
         self._model = None
-        self.panel.set_loading(message)
+        self._loading = message
+        if self._answering_provider() is None:
+            self.panel.set_loading(message)
         self.demo_notice.hide()
         self.status_message.setText(message)
 
     @Slot(object)
     def on_model_ready(self, ready: ModelReady) -> None:
-        self._model = ready
-        self.model_label.setText(ready.display_name)
-        self.engine_label.setText(ready.plan.summary())
-        self.engine_label.setToolTip(engine_tooltip(ready.plan, ready.chat_format))
+        self._model, self._loading = ready, None
         self.status_message.setText(f"Ready · loaded in {ready.load_s:.1f} s")
         self.demo_notice.setVisible(ready.is_demo and not self._settings.demo_notice_dismissed)
-        self.panel.set_model(ready.display_name)  # last: a waiting message's reply starts here
+        self._show_answerer()  # last: a waiting message's reply starts here
         self.panel.composer.setFocus()
 
     @Slot(str)
     def on_model_failed(self, message: str) -> None:
-        self._model = None
-        self.panel.set_model(None)
+        self._model, self._loading, self._load_failed = None, None, True
+        self._show_answerer()
         self.status_message.setText("The model could not be loaded.")
         self.panel.chat_view.add_notice(message)
 
@@ -395,6 +495,8 @@ class MainWindow(QMainWindow):
         self._save_settings()
         if self._model is not None:
             self._model = replace(self._model, plan=chosen.plan)
+            if self._answering_provider() is not None:
+                return
             self.engine_label.setText(chosen.plan.summary())
             self.engine_label.setToolTip(engine_tooltip(chosen.plan, self._model.chat_format,
                                                         threads=f"Threads, measured since: {chosen.reason}"))
@@ -454,7 +556,6 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _request_reply(self, request: ReplyRequest) -> None:
-        self._reply_waiting.set()
         self.reply_requested.emit(request)
 
     @Slot(str)
@@ -556,6 +657,7 @@ class MainWindow(QMainWindow):
         action(file_menu, "&New chat", self.new_conversation, QKeySequence.StandardKey.New, "Ctrl+N")
         action(file_menu, "&Models…", self.open_model_manager, "Ctrl+M")
         action(file_menu, "&Open model file…", self.open_model_file, QKeySequence.StandardKey.Open)
+        action(file_menu, "&Providers…", self.open_providers)
         file_menu.addSeparator()
         action(file_menu, "&Export conversation…", self.export_conversation, "Ctrl+Shift+S")
         action(file_menu, "&Import conversation…", self.import_conversation)
@@ -590,17 +692,20 @@ class MainWindow(QMainWindow):
         self.undo_button.setAccessibleName("Undo delete")
         self.undo_button.clicked.connect(self._undo_delete)
         self.undo_button.hide()
-        self.model_label = QLabel("")
-        self.model_label.setAccessibleName("Model")
+        self.model_picker = ModelPicker()
+        self.model_picker.chosen.connect(self._on_model_chosen)
         self.engine_label = QLabel("")
         self.engine_label.setAccessibleName("Engine and device")
         self.speed_label = QLabel("")
         self.speed_label.setAccessibleName("Speed of the last reply")
         self.context_label = QLabel("")
         self.context_label.setAccessibleName("Context window used")
+        self.api_label = QLabel("")
+        self.api_label.setAccessibleName("Local API server")
+        self.api_label.hide()
         bar = self.statusBar()
         bar.setStyleSheet("QStatusBar QLabel { padding: 2px 10px; }")
         bar.addWidget(self.status_message, 1)
         bar.addWidget(self.undo_button)
-        for label in (self.model_label, self.engine_label, self.context_label, self.speed_label):
+        for label in (self.api_label, self.model_picker, self.engine_label, self.context_label, self.speed_label):
             bar.addPermanentWidget(label)

@@ -1,22 +1,30 @@
-"""The Settings dialog: where models run, and how replies are sampled."""
+"""The Settings dialog: where models run, how replies are sampled, and the local API server."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from gui.sampling_fields import SamplingFields
+from inference.api import is_loopback_host
 from inference.hardware import GpuDevice
 from model_store.settings import Settings
 
@@ -46,8 +54,92 @@ def _gpu_choice(gpus: tuple[GpuDevice, ...], chosen: str | None) -> QComboBox:
     return box
 
 
+class ApiServerBox(QGroupBox):
+    """The "Local API server" group: on or off, where it listens, and its token (masked; Show, Copy, Regenerate).
+
+    The token is asked of ``api_token`` only when the user shows or copies it, and never kept in the
+    settings. Without ``api_token`` (no keyring, say) the token row says so and its buttons are disabled.
+    """
+
+    def __init__(self, settings: Settings, *, api_token: Callable[[], str] | None,
+                 regenerate_api_token: Callable[[], str] | None) -> None:
+        super().__init__("Local API server")
+        self._api_token = api_token
+        self._regenerate = regenerate_api_token
+        form = QFormLayout(self)
+        self.switch = QCheckBox("Let other programs on this computer use the model (OpenAI-compatible API)")
+        self.switch.setChecked(settings.api_server_enabled)
+        self.host = QLineEdit(settings.api_host)
+        self.host.setPlaceholderText("127.0.0.1")
+        self.port = QSpinBox()
+        self.port.setRange(1, 65535)
+        self.port.setValue(settings.api_port)
+        self.warning = QLabel("This address can be reached from other computers: anyone on your network who gets "
+                              "the token can use the model.")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #b3261e;")
+        self.address = QLabel()
+        self.address.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.token = QLineEdit()
+        self.token.setReadOnly(True)
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText("•" * 16 if api_token else "Not available")
+        self.show_token = QPushButton("Show")
+        self.show_token.setCheckable(True)
+        self.copy_token = QPushButton("Copy")
+        self.regenerate = QPushButton("Regenerate")
+        self.regenerate.setToolTip("Make a new token now; programs that use the old one are refused from then on.")
+        for button in (self.show_token, self.copy_token):
+            button.setEnabled(api_token is not None)
+        self.regenerate.setEnabled(regenerate_api_token is not None)
+        token_row = QHBoxLayout()
+        for widget in (self.token, self.show_token, self.copy_token, self.regenerate):
+            token_row.addWidget(widget)
+        form.addRow(self.switch)
+        form.addRow("Address", self.host)
+        form.addRow("Port", self.port)
+        form.addRow(self.warning)
+        form.addRow("Clients connect to", self.address)
+        form.addRow("Token", token_row)
+        for label, widget in (("Local API server", self.switch), ("API address", self.host), ("API port", self.port),
+                              ("API token", self.token)):
+            widget.setAccessibleName(label)
+        self.host.textChanged.connect(self._update)
+        self.port.valueChanged.connect(self._update)
+        self.show_token.toggled.connect(self._show)
+        self.copy_token.clicked.connect(self._copy)
+        self.regenerate.clicked.connect(self._regenerate_token)
+        self._update()
+
+    def host_value(self) -> str:
+        """The address as entered, or the loopback default when empty."""
+        return self.host.text().strip() or "127.0.0.1"
+
+    def _update(self) -> None:
+        host = self.host_value()
+        self.warning.setHidden(is_loopback_host(host))
+        shown = f"[{host}]" if ":" in host else host
+        self.address.setText(f"http://{shown}:{self.port.value()}/v1")
+
+    def _show(self, shown: bool) -> None:
+        if shown and not self.token.text():
+            self.token.setText(self._api_token())
+        self.token.setEchoMode(QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password)
+        self.show_token.setText("Hide" if shown else "Show")
+
+    def _copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.token.text() or self._api_token())
+
+    def _regenerate_token(self) -> None:
+        self.token.setText(self._regenerate())
+
+
 class SettingsDialog(QDialog):
-    """Edits a copy of the settings; :meth:`result_settings` returns it after OK."""
+    """Edits a copy of the settings; :meth:`result_settings` returns it after OK.
+
+    ``api_token`` gives the local API server's token when the user shows or copies it, and
+    ``regenerate_api_token`` replaces it; the token itself never goes into the settings.
+    """
 
     def __init__(
         self,
@@ -55,6 +147,8 @@ class SettingsDialog(QDialog):
         *,
         max_threads: int,
         gpus: tuple[GpuDevice, ...] = (),
+        api_token: Callable[[], str] | None = None,
+        regenerate_api_token: Callable[[], str] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -100,12 +194,15 @@ class SettingsDialog(QDialog):
                               ("Context length", self.context), ("Memory for other conversations", self.cache)):
             widget.setAccessibleName(label)
 
+        self.api = ApiServerBox(settings, api_token=api_token, regenerate_api_token=regenerate_api_token)
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(engine_box)
         layout.addWidget(sampling_box)
+        layout.addWidget(self.api)
         layout.addWidget(buttons)
 
     def result_settings(self) -> Settings:
@@ -124,4 +221,7 @@ class SettingsDialog(QDialog):
             state_cache_mb=self.cache.value(),
             seed=automatic(self.seed),
             **self.sampling.values(),
+            api_server_enabled=self.api.switch.isChecked(),
+            api_host=self.api.host_value(),
+            api_port=self.api.port.value(),
         )

@@ -28,6 +28,10 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int = 1024
     ignore_eos: bool = False  # go on to max_tokens past the model's end (speed measurements, like llama-bench)
+    stop: tuple[str, ...] = ()  # the caller's own stop strings, on top of the chat format's
+    # Leave out the oldest turns when a conversation outgrows the context window (the window's way);
+    # False: such a prompt raises ContextOverflowError instead (the API's way: the client decides).
+    drop_oldest: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,19 @@ class ReplyStream(Protocol):
     stats: ReplyStats | None
 
     def __iter__(self) -> Iterator[str]: ...
+
+
+class ReplySink(Protocol):
+    """Where a reply's text and end go; called on the thread that writes the reply."""
+
+    def chunk(self, text: str) -> None:
+        """More text of the reply."""
+
+    def finished(self, stats: ReplyStats) -> None:
+        """The reply ended: ``stats.finish_reason`` is "stop", "length" or "cancelled"."""
+
+    def failed(self, error: Exception) -> None:
+        """Generation failed; text already delivered stays. ``str(error)`` of an InferenceError is a sentence."""
 
 
 class Engine(Protocol):

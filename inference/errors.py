@@ -59,6 +59,50 @@ class GenerationError(InferenceError, RuntimeError):
     """The engine failed while generating a reply."""
 
 
+class RemoteError(InferenceError):
+    """A remote OpenAI-compatible server (a provider) could not give a reply; the message names it."""
+
+
+class RemoteUnreachableError(RemoteError, ConnectionError):
+    """The provider's host name does not resolve, there is no route to it, or connecting timed out."""
+
+
+class RemoteConnectionRefusedError(RemoteError, ConnectionRefusedError):
+    """Nothing listens at the provider's address and port."""
+
+
+class RemoteTlsError(RemoteError, ConnectionError):
+    """The provider's TLS certificate could not be verified."""
+
+
+class RemoteAuthError(RemoteError, PermissionError):
+    """The provider refused the API key (HTTP 401 or 403): wrong or missing."""
+
+
+class RemoteModelNotFoundError(RemoteError, LookupError):
+    """The provider does not serve the chosen model (HTTP 404)."""
+
+
+class RemoteRateLimitError(RemoteError):
+    """The provider asks to slow down (HTTP 429); ``retry_after_s`` is its Retry-After, when given."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RemoteServerError(RemoteError):
+    """The provider failed (HTTP 5xx, an error reported mid-reply) or refused the request with another status."""
+
+
+class RemoteStreamBrokenError(RemoteError, ConnectionError):
+    """The reply stream ended without a finish, or the connection dropped mid-reply."""
+
+
+class RemoteProtocolError(RemoteError, ValueError):
+    """The provider's answer is not an OpenAI-compatible reply (malformed JSON, unexpected shape)."""
+
+
 def wire_types() -> dict[str, type[InferenceError]]:
     """The classes that may cross the engine-process boundary, by name: every inference error class.
 

@@ -142,9 +142,14 @@ class LlamaCppEngine:
         if self._llama is None or self._format is None:
             raise GenerationError("No model is loaded.")
         prompt_tokens, dropped = self._fit_prompt(messages, params.max_tokens)
+        if dropped and not params.drop_oldest:
+            raise ContextOverflowError(
+                f"The conversation is too long for the model's context window of {self.plan.n_ctx:,} tokens "
+                f"(with room for a reply of {min(params.max_tokens, MIN_REPLY_ROOM, self.plan.n_ctx // 4):,})."
+            )
         self._switch_state_for(prompt_tokens)
         limits = ReplyLimits(
-            stop_strings=self._format.stop_strings,
+            stop_strings=self._format.stop_strings + tuple(text for text in params.stop if text),
             max_tokens=min(params.max_tokens, self.plan.n_ctx - len(prompt_tokens)),
             cancel=cancel,
             continuing=continues_reply(messages),

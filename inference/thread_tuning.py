@@ -34,6 +34,20 @@ COMPARABLE_CONTEXT_TOKENS = 1024
 MIN_COMPARABLE_TOKENS = 16
 
 
+@dataclass(frozen=True)
+class MeasuredThreads:
+    """The thread count chosen for one model on one CPU, with the decode speed measured for it.
+
+    ``model`` is the file's name and ``model_size`` its size in bytes: a figure holds for that file only.
+    The settings store these (``model_store.settings``).
+    """
+
+    threads: int
+    tokens_per_s: float
+    model: str
+    model_size: int
+
+
 def measurement_key(file_name: str, file_size: int) -> str:
     """How a measurement names the model it holds for (a re-downloaded or requantized file differs in size)."""
     return f"{file_name}:{file_size}"

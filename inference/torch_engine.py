@@ -139,7 +139,12 @@ class TorchEngine:
                 f"This message is too long for the model's context window: it needs {len(prompt):,} tokens "
                 f"and the window holds {n_ctx:,}. Shorten it, or raise the context length in Settings."
             )
-        limits = ReplyLimits(self._format.stop_strings, min(params.max_tokens, n_ctx - len(prompt)), cancel,
+        if dropped and not params.drop_oldest:
+            raise ContextOverflowError(
+                f"The conversation is too long for the model's context window of {n_ctx:,} tokens."
+            )
+        stops = self._format.stop_strings + tuple(text for text in params.stop if text)
+        limits = ReplyLimits(stops, min(params.max_tokens, n_ctx - len(prompt)), cancel,
                              continuing=continues_reply(messages), ignore_eos=params.ignore_eos)
         return TorchReplyStream(self, prompt, params, limits, dropped)
 

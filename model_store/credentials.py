@@ -27,10 +27,12 @@ class TokenStore:
 
     Args:
         backend: a ``keyring`` backend (default: the one keyring picks for this system).
+        account: the keyring entry's name under the ``Hearth`` service (default: the Hugging Face token's).
     """
 
-    def __init__(self, backend=None) -> None:
+    def __init__(self, backend=None, *, account: str = ACCOUNT) -> None:
         self._backend = backend
+        self._account = account
         self._checked = False
         self._lock = threading.Lock()
         self._memory: str | None = None
@@ -57,7 +59,7 @@ class TokenStore:
         if self._problem:
             return self._memory
         try:
-            return backend.get_password(SERVICE, ACCOUNT)
+            return backend.get_password(SERVICE, self._account)
         except Exception as exc:  # noqa: BLE001 - any keyring failure: keep working from memory
             self._use_memory(f"The system keyring failed ({type(exc).__name__})")
             return self._memory
@@ -71,7 +73,7 @@ class TokenStore:
         backend = self._keyring()
         if not self._problem:
             try:
-                backend.set_password(SERVICE, ACCOUNT, token)
+                backend.set_password(SERVICE, self._account, token)
                 return
             except Exception as exc:  # noqa: BLE001
                 self._use_memory(f"The system keyring refused the token ({type(exc).__name__})")
@@ -83,7 +85,7 @@ class TokenStore:
         backend = self._keyring()
         if not self._problem:
             try:
-                backend.delete_password(SERVICE, ACCOUNT)
+                backend.delete_password(SERVICE, self._account)
             except Exception as exc:  # noqa: BLE001 - nothing stored is fine
                 log.info("No token to delete from the keyring (%s)", type(exc).__name__)
 

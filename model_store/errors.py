@@ -47,3 +47,7 @@ class DownloadCancelled(DownloadError):
 
 class CodeCarryingFileError(ModelStoreError, ValueError):
     """The file is in a format that can run code when opened (a pickle, a PyTorch checkpoint, joblib…)."""
+
+
+class ProviderNotFoundError(ModelStoreError, LookupError):
+    """No saved provider has this id (it was removed)."""

@@ -64,6 +64,11 @@ class AppPaths:
         """JSON file with the user's settings."""
         return self.config_dir / "settings.json"
 
+    @property
+    def providers_file(self) -> Path:
+        """JSON file listing the saved providers (remote servers); their keys are in the keyring."""
+        return self.config_dir / "providers.json"
+
     def create(self) -> None:
         """Create every folder that does not exist yet."""
         for folder in (self.data_dir, self.config_dir, self.log_dir, self.cache_dir, self.models_dir):

@@ -21,26 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from inference.engine import SamplingParams
+from inference.thread_tuning import MeasuredThreads
 from model_store.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
 
 SETTINGS_VERSION = 2
 _SAMPLING = SamplingParams()
-
-
-@dataclass(frozen=True)
-class MeasuredThreads:
-    """The thread count Hearth chose for one model on one CPU, with the decode speed it measured.
-
-    ``model`` is the file's name and ``model_size`` its size in bytes: a
-    figure holds for that file only.
-    """
-
-    threads: int
-    tokens_per_s: float
-    model: str
-    model_size: int
 
 
 @dataclass
@@ -70,6 +57,10 @@ class Settings:
     repeat_penalty: float = _SAMPLING.repeat_penalty
     seed: int | None = _SAMPLING.seed
     max_tokens: int = _SAMPLING.max_tokens
+    # The local OpenAI-compatible API server (inference/api); its token lives in the keyring (model_store/api_token.py).
+    api_server_enabled: bool = False
+    api_host: str = "127.0.0.1"  # loopback: only programs on this computer
+    api_port: int = 8765
 
 
 def _v1_to_v2(data: dict[str, Any]) -> None:

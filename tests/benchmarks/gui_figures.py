@@ -115,8 +115,7 @@ def survive_engine_kills(app: QApplication, model: Path, home: Path, kills: int)
         for index in range(kills):
             send(app, window, f"A long story, part {index}.")
             wait_until(app, lambda: reply_has_text(window))
-            engine = ui.worker_thread.worker._loaded.engine
-            os.kill(engine.pid, signal.SIGKILL)
+            os.kill(ui.worker_thread.worker.owner.engine_pid, signal.SIGKILL)
             wait_until(app, lambda: window.panel.active is None)
             interrupted = "[Interrupted]" in window.panel.chat_view.toPlainText()
             explained = "The engine stopped: it was killed" in window.panel.chat_view.toPlainText()

@@ -1,4 +1,4 @@
-"""The outside reference for decode speed: llama.cpp's own ``llama-bench``, built natively from the same source.
+"""The outside references: llama.cpp's own ``llama-bench`` and ``llama-server``, built natively from the same source.
 
 The source is the ``vendor/llama.cpp`` of the llama-cpp-python sdist Hearth
 builds (so both run the same kernels' code), compiled for this very CPU
@@ -26,10 +26,20 @@ SCRATCH = wheel_cache_dir().parent / "native-llama"
 
 def build_llama_bench(python: Path = Path(sys.executable)) -> Path:
     """``llama-bench`` built with native flags minus AMX; built once per CPU, then reused."""
+    return build_native_tool("llama-bench", python)
+
+
+def build_llama_server(python: Path = Path(sys.executable)) -> Path:
+    """llama.cpp's own OpenAI-compatible ``llama-server``, built as :func:`build_llama_bench` is."""
+    return build_native_tool("llama-server", python)
+
+
+def build_native_tool(target: str, python: Path = Path(sys.executable)) -> Path:
+    """One of llama.cpp's programs (``llama-bench``, ``llama-server``) built natively minus AMX, once per CPU."""
     flags = cpu_features()
     key = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:10]
     build = SCRATCH / f"build-{LLAMA_CPP_VERSION}-{key}"
-    binary = build / "bin" / "llama-bench"
+    binary = build / "bin" / target
     if binary.exists():
         return binary
     source = _vendored_source(python)
@@ -38,12 +48,13 @@ def build_llama_bench(python: Path = Path(sys.executable)) -> Path:
     configure = [
         "cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON",
         "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF", "-DLLAMA_CURL=OFF",
-        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON",
         f"-DCMAKE_C_FLAGS={no_amx}", f"-DCMAKE_CXX_FLAGS={no_amx}",
     ]
-    subprocess.run(configure, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 2)],
-                   check=True, stdout=subprocess.DEVNULL)
+    for command in (configure, ["cmake", "--build", str(build), "--target", target, "-j", str(os.cpu_count() or 2)]):
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"Building {target} failed:\n{done.stderr[-4000:]}")
     return binary
 
 

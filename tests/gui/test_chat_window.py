@@ -53,7 +53,7 @@ class WorkerEvents(QObject):
 
     def engine_pid(self) -> int:
         """The engine process of the loaded model (read for the test only)."""
-        return self._worker._loaded.engine.pid
+        return self._worker.owner.engine_pid
 
     @Slot(int, str)
     def _on_chunk(self, request_id: int, text: str) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QObject, Signal, Slot
 
-from gui.inference_worker import InferenceWorker, LoadRequest, ReplyRequest, WorkerThread, loading_message
+from gui.inference_worker import InferenceWorker, WorkerThread
+from inference.model_owner import LoadRequest, ReplyRequest, loading_message
 from inference.engine import SamplingParams
 from inference.hardware import GpuDevice, probe_hardware
 from inference.selector import Preferences
@@ -72,8 +73,7 @@ def test_a_crash_on_the_gpu_reloads_with_half_the_layers_there(qtbot, builtin_mo
     events = Events(worker)
     thread.start()
     try:
-        request = LoadRequest(ModelChoice(path=builtin_model_path, display_name="Demo"), Preferences(), measured={},
-                              reply_waiting=threading.Event())
+        request = LoadRequest(ModelChoice(path=builtin_model_path, display_name="Demo"), Preferences(), measured={})
         with qtbot.waitSignal(events.ready, timeout=60_000) as ready:
             events.load.emit(request)
         first = ready.args[0]
@@ -84,7 +84,7 @@ def test_a_crash_on_the_gpu_reloads_with_half_the_layers_there(qtbot, builtin_mo
         params = SamplingParams(temperature=0.8, seed=1, max_tokens=400, ignore_eos=True)
         with qtbot.waitSignal(events.chunk, timeout=60_000):
             events.generate.emit(ReplyRequest(1, story, params, threading.Event()))
-        os.kill(worker._loaded.engine.pid, signal.SIGKILL)
+        os.kill(worker.owner.engine_pid, signal.SIGKILL)
         qtbot.waitUntil(lambda: len(events.loaded) == 2, timeout=60_000)
         assert len(events.stop_reasons) == 1 and "less of it on the GPU" in events.stop_reasons[0]
         again = events.loaded[1].plan

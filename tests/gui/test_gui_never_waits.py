@@ -33,9 +33,10 @@ def test_opening_the_model_manager_with_a_locked_keyring_keeps_the_window_on_tim
     figures = stalls.keyring_stalls(qapp, tmp_path)
     assert figures["stall_max_ms"] < stalls.KEYRING_WATCH_S * 1000 / 2, figures
     assert figures["ticks"] > 100  # the heartbeat ran the whole time
-    assert figures["tab_says_checking"], figures
     if figures["prompt_stays_open"]:  # Xvfb shows gcr-prompter's unlock dialog: the keyring call is still waiting
-        assert figures["keyring_call_still_waiting"], figures
+        assert figures["tab_says_checking"] and figures["keyring_call_still_waiting"], figures
+    else:  # no unlock prompt can be shown here: the keyring refuses at once, and the tab says what that means
+        assert "kept only until Hearth quits" in figures["tab_says"] or figures["tab_says_checking"], figures
 
 
 def test_the_token_tab_reads_a_real_unlocked_keyring_in_the_background(qtbot, secret_service, tmp_path: Path) -> None:

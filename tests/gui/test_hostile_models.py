@@ -3,7 +3,6 @@ worker: each gets a sentence naming it, nothing is registered, and the app goes 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,8 @@ from keyring.backends import fail
 from PySide6.QtCore import QObject, Signal, Slot
 
 from gui.download_manager import DownloadManager
-from gui.inference_worker import InferenceWorker, LoadRequest, WorkerThread
+from gui.inference_worker import InferenceWorker, WorkerThread
+from inference.model_owner import LoadRequest
 from gui.model_manager import ModelManager
 from inference.hardware import probe_hardware
 from inference.selector import Preferences
@@ -80,13 +80,11 @@ def test_the_window_s_worker_refuses_hostile_files_and_then_loads_a_good_one(qtb
     thread.start()
     try:
         for number, file in enumerate(sample, 1):
-            loads.load.emit(LoadRequest(ModelChoice(path=file.path), Preferences(), measured={},
-                                        reply_waiting=threading.Event()))
+            loads.load.emit(LoadRequest(ModelChoice(path=file.path), Preferences(), measured={}))
             qtbot.waitUntil(lambda: len(loads.answers) == number, timeout=60_000)
             kind, message = loads.answers[-1]
             assert kind == "failed" and not any(raw in message for raw in RAW_ERRORS), (file.problem, message)
-        loads.load.emit(LoadRequest(ModelChoice(path=builtin_model_path), Preferences(), measured={},
-                                    reply_waiting=threading.Event()))
+        loads.load.emit(LoadRequest(ModelChoice(path=builtin_model_path), Preferences(), measured={}))
         qtbot.waitUntil(lambda: len(loads.answers) == len(sample) + 1, timeout=60_000)
         assert loads.answers[-1][0] == "ready"
     finally:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QObject, Signal, Slot
 
-from gui.inference_worker import InferenceWorker, LoadRequest, ReplyRequest, ThreadsChosen, WorkerThread
+from gui.inference_worker import InferenceWorker, WorkerThread
+from inference.model_owner import LoadRequest, ReplyRequest, ThreadsChosen
 from inference.engine import SamplingParams
 from inference.hardware import CpuFacts, probe_hardware
 from inference.selector import Preferences
@@ -73,8 +74,8 @@ def events():
     thread.stop()
 
 
-def load(path: Path, waiting: threading.Event, measured=None) -> LoadRequest:
-    return LoadRequest(ModelChoice(path=path), Preferences(), measured=measured or {}, reply_waiting=waiting)
+def load(path: Path, measured=None) -> LoadRequest:
+    return LoadRequest(ModelChoice(path=path), Preferences(), measured=measured or {})
 
 
 def reply(number: int, max_tokens: int = 40) -> ReplyRequest:
@@ -85,14 +86,12 @@ def reply(number: int, max_tokens: int = 40) -> ReplyRequest:
 @needs_two_counts
 def test_a_first_load_measures_in_the_background_and_a_reply_goes_first(qtbot, events, builtin_model_path: Path
                                                                         ) -> None:
-    waiting = threading.Event()
     with qtbot.waitSignal(events.ready, timeout=60_000) as ready:
-        events.load.emit(load(builtin_model_path, waiting))
+        events.load.emit(load(builtin_model_path))
     assert ready.args[0].plan.n_threads == CPU.physical_cores  # ready at once, with one thread per physical core
 
     # A reply asked for right away runs before any measurement.
     with qtbot.waitSignal(events.finished, timeout=60_000):
-        waiting.set()  # what the window does with each request
         events.generate.emit(reply(1, max_tokens=8))
     assert events.chosen == []
 
@@ -117,7 +116,7 @@ def test_replies_clearly_slower_than_the_stored_figure_start_a_new_measurement(q
     stored = MeasuredThreads(threads=CPU.physical_cores, tokens_per_s=100_000.0, model=builtin_model_path.name,
                              model_size=size)
     with qtbot.waitSignal(events.ready, timeout=60_000):
-        events.load.emit(load(builtin_model_path, threading.Event(),
+        events.load.emit(load(builtin_model_path,
                               measured={measurement_key(builtin_model_path.name, size): stored}))
     comparable = 0
     for number in range(1, 10):

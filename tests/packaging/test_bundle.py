@@ -50,6 +50,20 @@ def test_window_shows_without_importing_the_gpu_engine() -> None:
     smoke.check_startup(PROGRAM, budget_s=smoke.STARTUP_BUDGET_S)
 
 
+@pytest.mark.slow
+def test_the_bundle_serves_its_model_to_the_openai_client(tmp_path: Path) -> None:
+    from openai import OpenAI
+
+    from tests.serve_process import hearth_serve
+
+    with hearth_serve(None, "bundle-token", tmp_path / "home", program=[str(PROGRAM)]) as (url, _process):
+        client = OpenAI(base_url=url, api_key="bundle-token", max_retries=0)
+        model = client.models.list().data[0].id
+        reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}],
+                                               max_tokens=4)
+    assert reply.usage.completion_tokens >= 1
+
+
 def test_files_loaded_by_name_at_run_time_are_there() -> None:
     assert (INTERNAL / "llama_cpp" / "lib" / "libllama.so").is_file()
     assert not list(INTERNAL.rglob("*sapphirerapids*")), "the AMX (sapphirerapids) CPU variant crashes"
@@ -72,7 +86,9 @@ def test_modules_loaded_by_name_are_frozen_and_the_gpu_engine_is_not() -> None:
     modules = {line.strip() for line in listing.splitlines()}
     for needed in ("pygments.lexers.python", "pygments.styles.default", "pygments.formatters.html",
                    "keyring.backends.SecretService", "secretstorage", "jeepney", "huggingface_hub.hf_api",
-                   "huggingface_hub.file_download", "inference.engine_host", "platformdirs.unix"):
+                   "huggingface_hub.file_download", "inference.engine_host", "platformdirs.unix",
+                   "inference.api.server", "inference.api.app", "uvicorn.protocols.http.h11_impl",
+                   "uvicorn.loops.asyncio", "starlette.applications", "pydantic", "openai"):
         assert needed in modules, f"{needed} is not in the bundle"
     gpu = sorted(name for name in modules if name.split(".")[0] in smoke.FORBIDDEN_MODULES)
     assert not gpu, f"the CPU bundle contains {gpu[:5]}"
