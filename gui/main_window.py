@@ -348,6 +348,8 @@ class MainWindow(QMainWindow):
         local_name = self._model.display_name if self._model else ""
         self.model_picker.show_choices(local_name, self._saved_providers,
                                        provider_key(provider.id) if provider else LOCAL)
+        self.demo_notice.setVisible(provider is None and self._model is not None and self._model.is_demo
+                                    and not self._settings.demo_notice_dismissed)
         if provider is not None:
             self.engine_label.setText(f"{provider.name} · remote")
             self.engine_label.setToolTip(f"Replies come from {provider.base_url} (model {provider.model}).")
@@ -477,7 +479,6 @@ class MainWindow(QMainWindow):
     def on_model_ready(self, ready: ModelReady) -> None:
         self._model, self._loading = ready, None
         self.status_message.setText(f"Ready · loaded in {ready.load_s:.1f} s")
-        self.demo_notice.setVisible(ready.is_demo and not self._settings.demo_notice_dismissed)
         self._show_answerer()  # last: a waiting message's reply starts here
         self.panel.composer.setFocus()
 

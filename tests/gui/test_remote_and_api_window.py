@@ -59,7 +59,7 @@ def window_with_provider(qtbot, builtin_model_path: Path, app_paths: AppPaths, r
     providers.save(Provider(id="lab", name="Lab server", base_url=server.url, model=model_id), REMOTE_KEY)
     store = SettingsStore(app_paths.settings_file)
     store.save(Settings(temperature=0.7, seed=7, max_tokens=48, n_threads=1))
-    ui = build_ui(choose_model=lambda: ModelChoice(path=builtin_model_path, display_name="Demo"),
+    ui = build_ui(choose_model=lambda: ModelChoice(path=builtin_model_path, display_name="Demo", is_demo=True),
                   probe_hardware=probe_hardware, settings=store, conversations_file=app_paths.conversations_file,
                   providers=providers, api_tokens=ApiTokenStore(memory_keys("api-token")))
     qtbot.addWidget(ui.window)
@@ -82,8 +82,10 @@ def test_a_conversation_answers_through_a_provider_and_keeps_it(qtbot, window_wi
     ui, server, model_id = window_with_provider
     window = ui.window
     events = WorkerEvents(ui.worker_thread.worker)
+    assert window.demo_notice.isVisible()
     choose(window, provider_key("lab"))
     assert window.engine_label.text() == "Lab server · remote"
+    assert not window.demo_notice.isVisible()  # the demo model does not answer here
     assert window.panel.model_name == f"{model_id} · Lab server"
     with qtbot.waitSignal(events.reply_finished, timeout=60_000) as finished:
         send(qtbot, window, "Hello over there")
