@@ -238,22 +238,27 @@ class MainWindow(QMainWindow):
     def _edit_conversation_settings(self, session: ChatSession) -> None:
         if session is not self.panel.session:
             return  # another conversation was opened meanwhile
-        conversation = session.conversation
+        provider = self._answering_provider()
+        # "Keep this model" names what answers now: the provider's model, or the loaded local one.
+        model_name = f"{provider.model} · {provider.name}" if provider else (
+            self._model.display_name if self._model else "")
+        answering = provider_key(provider.id) if provider else self._model_path()
         dialog = ConversationDialog(
             system_prompt=session.system_prompt,
             sampling=self._sampling(),
             presets=self._store.presets(),
-            model_name=self._model.display_name if self._model else "",
-            uses_model=bool(conversation and conversation.model and conversation.model == self._model_path()),
+            model_name=model_name,
+            uses_model=bool(session.model and session.model == answering),
             parent=self,
         )
         dialog.preset_saved.connect(lambda name, values: self._writer.submit("save_preset", name, values))
         if dialog.exec():
             session.update_settings(
                 system_prompt=dialog.system_prompt(),
-                model=self._model_path() if dialog.keep_model.isChecked() else "",
+                model=answering if dialog.keep_model.isChecked() else "",
                 settings=dialog.sampling_values(),
             )
+            self._show_answerer()
             self.refresh_sidebar()
 
     @Slot()

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 from keyring.backends import fail
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
 from openai import OpenAI
 
 from gui.app import build_ui, shut_down
@@ -100,6 +102,18 @@ def test_a_conversation_answers_through_a_provider_and_keeps_it(qtbot, window_wi
     assert window.model_picker.currentData() == LOCAL and "remote" not in window.engine_label.text()
     window.open_conversation(conversation_id)
     qtbot.waitUntil(lambda: window.panel.session.conversation_id == conversation_id, timeout=10_000)
+    assert window.model_picker.currentData() == provider_key("lab")
+    # Its conversation settings keep the provider (Chat › Conversation settings…, OK).
+    seen = []
+
+    def accept_settings() -> None:
+        dialog = QApplication.activeModalWidget()
+        seen.append((dialog.keep_model.isChecked(), dialog.keep_model.text()))
+        dialog.accept()
+
+    QTimer.singleShot(200, accept_settings)
+    window.open_conversation_settings()
+    assert seen == [(True, f"Always answer this conversation with {model_id} · Lab server")]
     assert window.model_picker.currentData() == provider_key("lab")
 
     # Stop works as with the local model; Continue-style history goes with the next turn.
