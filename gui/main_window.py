@@ -363,11 +363,10 @@ class MainWindow(QMainWindow):
         if self._model is not None:
             self.engine_label.setText(self._model.plan.summary())
             self.engine_label.setToolTip(engine_tooltip(self._model.plan, self._model.chat_format))
-        else:
-            self.engine_label.setText("")
-        if self._model is not None:
             self.panel.set_model(self._model.display_name)
-        elif self._loading is not None:
+            return
+        self.engine_label.setText("")
+        if self._loading is not None:
             self.panel.set_loading(self._loading)
         elif self._load_failed:
             self.panel.set_model(None)
