@@ -247,6 +247,7 @@ def main(argv: list[str]) -> int:
         models=models,
         providers=ProviderStore(paths.providers_file),
         api_tokens=ApiTokenStore(),
+        documents_file=paths.data_dir / "documents.db",
     )
 
 

@@ -70,6 +70,7 @@ class Ui:
     writer: StoreWriter
     downloads: DownloadManager | None = None
     api: ApiSwitch | None = None
+    documents: object | None = None  # gui.documents.DocumentTasks
 
 
 class StorageErrors:
@@ -144,11 +145,13 @@ def build_ui(
     models: ModelServices | None = None,
     providers: ProviderStore | None = None,
     api_tokens: ApiTokenStore | None = None,
+    documents_file: Path | None = None,
 ) -> Ui:
     """Create the window, its store and its inference thread, wired and started; the default model starts loading.
 
     With ``providers``, conversations can answer with a provider's model (File › Providers…); with
-    ``api_tokens``, Settings can switch on the local API server, which shares the window's model.
+    ``api_tokens``, Settings can switch on the local API server, which shares the window's model; with
+    ``documents_file``, conversations chat with documents (attachments and collections, indexed there).
     """
     store = open_conversation_store(conversations_file)
     errors = StorageErrors()
@@ -176,7 +179,25 @@ def build_ui(
     window.load_model(None)
     if api is not None:
         api.apply(window.settings)
-    return Ui(window, worker_thread, store, writer, downloads, api)
+    documents = open_documents(window, documents_file) if documents_file is not None else None
+    return Ui(window, worker_thread, store, writer, downloads, api, documents)
+
+
+def open_documents(window: MainWindow, path: Path):
+    """Open the document index at ``path``, wire it into ``window`` and re-index its collections."""
+    from gui.documents import DocumentsController, DocumentTasks
+
+    try:
+        from model_store.documents.index import DocumentIndex
+        index = DocumentIndex(path)
+    except Exception as exc:  # noqa: BLE001 - the window works without documents, and says why
+        log.warning("Documents are off: %s", exc)
+        window.panel.chat_view.add_notice(f"Chatting with documents is not available: {describe_error(exc)}")
+        return None
+    tasks = DocumentTasks(index)
+    window.documents = DocumentsController(window, tasks)
+    tasks.index_all()  # incremental: unchanged files are skipped
+    return tasks
 
 
 def shut_down(ui: Ui) -> None:
@@ -187,6 +208,8 @@ def shut_down(ui: Ui) -> None:
     if ui.downloads is not None:
         ui.downloads.shutdown()  # partial files stay: the next start resumes them
     ui.worker_thread.stop()
+    if ui.documents is not None:
+        ui.documents.close()
     if not ui.window.close_storage():
         log.warning("The settings were still being saved when Hearth quit")
     ui.writer.close()
@@ -203,6 +226,7 @@ def run_app(
     models: ModelServices | None = None,
     providers: ProviderStore | None = None,
     api_tokens: ApiTokenStore | None = None,
+    documents_file: Path | None = None,
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     _keep_bundle_libraries_to_ourselves()
@@ -218,7 +242,7 @@ def run_app(
     follow_system_theme(app)
     ui = build_ui(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings,
                   conversations_file=conversations_file, cache_dir=cache_dir, models=models, providers=providers,
-                  api_tokens=api_tokens)
+                  api_tokens=api_tokens, documents_file=documents_file)
     instance.activated.connect(ui.window.bring_to_front)
     app.aboutToQuit.connect(lambda: shut_down(ui))
     ui.window.show()

@@ -49,7 +49,7 @@ class ChatSession:
         messages = store.messages(conversation.id) if conversation else []
         self.tree = ConversationTree(messages, conversation.current_leaf_id if conversation else None)
         self._last_save: dict[str, float] = {}
-        self._saved_text: dict[str, str] = {}
+        self._saved_text: dict[str, tuple[str, str]] = {}  # (content, thinking) last saved
         self._model_for_new = ""  # the model chosen before the first message (kept with the conversation)
 
     @property
@@ -71,12 +71,19 @@ class ChatSession:
         """The messages on screen, oldest first."""
         return self.tree.branch()
 
-    def prompt_for(self, last: Message) -> list[dict[str, str]]:
-        """What the model sees to write or continue ``last``'s reply: system prompt + the branch up to it."""
+    def prompt_for(self, last: Message, *, with_thinking: bool = False) -> list[dict[str, str]]:
+        """What the model sees to write or continue ``last``'s reply: system prompt + the branch up to it.
+
+        A reply's thinking is left out (the model sees only answers), unless ``with_thinking``
+        (the model's template reads it back): then assistant messages carry it as ``reasoning_content``.
+        """
         path = []
         message: Message | None = last
         while message is not None:
-            path.append({"role": message.role, "content": message.content})
+            entry = {"role": message.role, "content": message.content}
+            if with_thinking and message.role == "assistant" and message.thinking:
+                entry["reasoning_content"] = message.thinking
+            path.append(entry)
             message = self.tree.get(message.parent_id) if message.parent_id else None
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
         return system + path[::-1]
@@ -111,6 +118,11 @@ class ChatSession:
         self.tree.update(message_id, content=message.content + text, status="streaming")
         self.save_if_due(message_id)
 
+    def set_reply_text(self, message_id: str, *, content: str, thinking: str) -> None:
+        """The streaming reply's whole answer and thinking so far; saved like :meth:`append_reply_text`."""
+        self.tree.update(message_id, content=content, status="streaming", thinking=thinking)
+        self.save_if_due(message_id)
+
     def save_if_due(self, message_id: str) -> None:
         """Save the reply's text if it changed and the last save is ``SAVE_INTERVAL_S`` old.
 
@@ -118,14 +130,15 @@ class ChatSession:
         unsaved when the model pauses.
         """
         message = self.tree.get(message_id)
-        if message.content != self._saved_text.get(message_id) and \
+        if (message.content, message.thinking) != self._saved_text.get(message_id) and \
                 self._clock() - self._last_save.get(message_id, 0.0) >= SAVE_INTERVAL_S:
             self._save(message)
 
     def finish_reply(self, message_id: str, status: str) -> Message:
         """The reply ended ('complete') or broke off ('interrupted'); save its final text."""
         message = self.tree.get(message_id)
-        message = self.tree.update(message_id, content=message.content.rstrip(), status=status)
+        message = self.tree.update(message_id, content=message.content.rstrip(), status=status,
+                                   thinking=message.thinking.rstrip())
         self._save(message)
         self._last_save.pop(message_id, None)
         self._saved_text.pop(message_id, None)
@@ -182,6 +195,6 @@ class ChatSession:
 
     def _save(self, message: Message) -> None:
         self._last_save[message.id] = self._clock()
-        self._saved_text[message.id] = message.content
-        self._writer.submit("update_message", message.id, message.content, message.status)
+        self._saved_text[message.id] = (message.content, message.thinking)
+        self._writer.submit("update_message", message.id, message.content, message.status, thinking=message.thinking)
 

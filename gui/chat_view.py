@@ -11,7 +11,8 @@ show earlier ones.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import (
@@ -34,6 +35,8 @@ SHOWN_MESSAGES = 200
 # Qt lays out one very long line in super-linear time (50,000 characters: ~0.9 s, 1 MB: minutes),
 # so a huge message shows its beginning; Copy still copies all of it.
 SHOWN_CHARACTERS = 20_000
+# While a model thinks, its section shows the latest thinking only (the header is re-laid out each flush).
+LIVE_THINKING_CHARACTERS = 1_500
 
 
 def shown_text(content: str) -> str:
@@ -55,6 +58,7 @@ class MessageView:
     position: tuple[int, int] = (1, 1)  # this version / number of versions
     state: str = ""  # e.g. "Stopped", "Interrupted"; empty for a finished message
     can_continue: bool = False
+    thinking: str = ""  # a reasoning model's thinking, shown apart from the answer (plain text)
 
 
 def _blend(base: QColor, tint: QColor, amount: float) -> QColor:
@@ -76,7 +80,8 @@ class ChatView(QTextBrowser):
 
     Signals:
         action_requested(str, str): a message link was clicked: ("edit" | "regenerate" | "continue" |
-            "previous" | "next", message id), or ("earlier", "") to show older messages.
+            "previous" | "next", message id), ("cite", "message id:n") for a citation, or ("earlier", "")
+            to show older messages.
     """
 
     action_requested = Signal(str, str)
@@ -99,6 +104,10 @@ class ChatView(QTextBrowser):
         self._views: dict[str, MessageView] = {}
         self._streaming_id: str | None = None
         self._pending_text: str | None = None
+        self._pending_thinking: str | None = None
+        self._streamed_text = ""  # the streaming reply's answer as last shown
+        self._thinking_open: set[str] = set()  # messages whose thinking is expanded
+        self._thinking_times: dict[str, list[float]] = {}  # message id -> [first thinking, first answer] (monotonic)
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(FLUSH_INTERVAL_MS)
@@ -161,24 +170,51 @@ class ChatView(QTextBrowser):
         if frame is None:
             return
         self._views[view.id] = view
+        self._rewrite_header(view, view.content)
+
+    def _rewrite_header(self, view: MessageView, content: str) -> None:
+        """Redraw the header (with the thinking section) of a shown message, then its body from ``content``."""
+        frame = self._frames[view.id]
         cursor = QTextCursor(self.document())
         cursor.setPosition(frame.firstPosition())
         cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor)
         cursor.insertHtml(self._header_html(view))
         # The header's length changed, so the body moved: render it afresh from its new start.
         body = StreamingMarkdown(frame, cursor.block().next().position(), self._renderer, f"copycode:{view.id}:")
-        body.set_text(shown_text(view.content))
+        body.set_text(shown_text(content))
         self._bodies[view.id] = body
 
     def start_stream(self, message_id: str) -> None:
         """The reply in ``message_id`` starts streaming; feed it with :meth:`stream_text`."""
         self._streaming_id = message_id
+        self._streamed_text = ""
 
     def stream_text(self, text: str) -> None:
         """The streaming reply's whole text so far; shown at the next flush (≤ 30 ms)."""
         self._pending_text = text
         if not self._flush_timer.isActive():
             self._flush_timer.start()
+
+    def stream_thinking(self, thinking: str) -> None:
+        """The streaming reply's whole thinking so far: "Thinking…" with the live text until the answer starts."""
+        if thinking and self._streaming_id is not None:
+            self._thinking_times.setdefault(self._streaming_id, [time.monotonic()])
+        self._pending_thinking = thinking
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def thinking_seconds(self, message_id: str) -> float | None:
+        """How long the model thought before answering (timed while it streamed), or None."""
+        times = self._thinking_times.get(message_id, [])
+        return times[1] - times[0] if len(times) == 2 else None
+
+    def toggle_thinking(self, message_id: str) -> None:
+        """Expand or collapse a message's thinking."""
+        view = self._views.get(message_id)
+        if view is None:
+            return
+        self._thinking_open ^= {message_id}
+        self._rewrite_header(view, self._streamed_text if message_id == self._streaming_id else view.content)
 
     def add_notice(self, text: str, *, rich: bool = False) -> None:
         """Append a grey line outside any message, e.g. an error about the model."""
@@ -212,11 +248,24 @@ class ChatView(QTextBrowser):
 
     @Slot()
     def _flush(self) -> None:
-        if self._streaming_id is None or self._pending_text is None:
+        if self._streaming_id is None or (self._pending_text is None and self._pending_thinking is None):
             return
         at_bottom = self._is_at_bottom()
-        self._bodies[self._streaming_id].set_text(shown_text(self._pending_text), partial=True)
-        self._pending_text = None
+        message_id = self._streaming_id
+        view = self._views[message_id]
+        text = self._pending_text if self._pending_text is not None else self._streamed_text
+        self._streamed_text = text
+        thinking = self._pending_thinking if self._pending_thinking is not None else view.thinking
+        times = self._thinking_times.get(message_id)
+        answered_now = times is not None and len(times) == 1 and bool(text.strip())
+        if answered_now:
+            times.append(time.monotonic())  # the answer starts: the section collapses to "Thought for …"
+        if thinking != view.thinking or answered_now:
+            self._views[message_id] = view = replace(view, thinking=thinking)
+            self._rewrite_header(view, text)
+        elif self._pending_text is not None:
+            self._bodies[message_id].set_text(shown_text(text), partial=True)
+        self._pending_text = self._pending_thinking = None
         if at_bottom:
             self._scroll_to_end()
 
@@ -238,7 +287,31 @@ class ChatView(QTextBrowser):
         parts.append(f'<span style="color:{grey}"> · </span>'.join(links))
         if view.state:
             parts.append(f'<span style="color:{grey}; font-style:italic">[{html.escape(view.state)}]</span>')
-        return " &nbsp; ".join(parts)
+        return " &nbsp; ".join(parts) + self._thinking_html(view, grey)
+
+    def _thinking_html(self, view: MessageView, grey: str) -> str:
+        """The thinking section under the header: quiet plain text, never part of the answer's Markdown."""
+        thinking = view.thinking.strip()
+        if not thinking:
+            return ""
+        times = self._thinking_times.get(view.id)
+        still_thinking = view.id == self._streaming_id and times is not None and len(times) == 1
+        opened = view.id in self._thinking_open
+        if still_thinking:
+            label = "Thinking…"
+            shown = thinking if opened or len(thinking) <= LIVE_THINKING_CHARACTERS \
+                else "…" + thinking[-LIVE_THINKING_CHARACTERS:]
+        else:
+            seconds = self.thinking_seconds(view.id)
+            label = f"Thought for {seconds:.0f} s" if seconds is not None else f"Thought ({len(thinking):,} characters)"
+            shown = shown_text(thinking) if opened else ""
+        arrow = "▾" if still_thinking or opened else "▸"
+        section = (f'<br><a href="thinking:{view.id}" style="color:{grey}; text-decoration:none">'
+                   f'{arrow} {html.escape(label)}</a>')
+        if shown:
+            body = html.escape(shown).replace("\n", "<br>")
+            section += f'<br><span style="color:{grey}; font-style:italic">{body}</span>'
+        return section
 
     @Slot(QUrl)
     def _on_anchor(self, url: QUrl) -> None:
@@ -250,7 +323,9 @@ class ChatView(QTextBrowser):
             blocks = self._bodies[message_id].code_blocks() if message_id in self._bodies else []
             if index.isdigit() and int(index) < len(blocks):
                 QGuiApplication.clipboard().setText(blocks[int(index)])
-        elif action in ("edit", "regenerate", "continue", "previous", "next", "earlier"):
+        elif action == "thinking":
+            self.toggle_thinking(rest)
+        elif action in ("edit", "regenerate", "continue", "previous", "next", "earlier", "cite"):
             self.action_requested.emit(action, rest)
         elif url.scheme() in ("http", "https"):  # links in replies; markdown-it drops javascript:, file:…
             QDesktopServices.openUrl(url)

@@ -1,8 +1,10 @@
-"""The message input: Enter sends, Shift+Enter starts a new line."""
+"""The message input: Enter sends, Shift+Enter starts a new line; a pasted file path offers to attach the file."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
@@ -12,14 +14,17 @@ class Composer(QPlainTextEdit):
 
     Signals:
         submitted(): Enter was pressed without Shift.
+        file_path_pasted(str): the pasted text was one line naming an existing file (it was not inserted).
     """
 
     submitted = Signal()
+    file_path_pasted = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAccessibleName("Message")
         self.setTabChangesFocus(True)
+        self.offer_attach = False  # True once something listens to file_path_pasted
         self.document().contentsChanged.connect(self._fit_height)
         self._fit_height()
 
@@ -30,6 +35,19 @@ class Composer(QPlainTextEdit):
             self.submitted.emit()
             return
         super().keyPressEvent(event)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:  # noqa: N802 - Qt override
+        text = source.text().strip() if source.hasText() else ""
+        if text and "\n" not in text and len(text) < 4096 and self.offer_attach:
+            path = Path(text.strip('"').strip("'")).expanduser()
+            try:
+                is_file = path.is_absolute() and path.is_file()
+            except OSError:
+                is_file = False
+            if is_file:
+                self.file_path_pasted.emit(str(path))
+                return
+        super().insertFromMimeData(source)
 
     def _fit_height(self) -> None:
         """Grow with the text from one line up to eight, then scroll."""

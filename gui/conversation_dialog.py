@@ -22,6 +22,14 @@ from PySide6.QtWidgets import (
 from gui.sampling_fields import SamplingFields
 from inference.engine import SamplingParams
 
+# The "Thinking" choices by the model's thinking format: (label, SamplingParams.thinking).
+THINKING_CHOICES = {
+    "think-tags": (("The model's default", None), ("On", "on"), ("Off", "off")),
+    "harmony": (("The model's default", None), ("Low effort", "low"), ("Medium effort", "medium"),
+                ("High effort", "high")),
+}
+
+
 class ConversationDialog(QDialog):
     """Edits a conversation's system prompt and sampling; applies and saves presets.
 
@@ -39,6 +47,7 @@ class ConversationDialog(QDialog):
         presets: dict[str, dict[str, Any]],
         model_name: str,
         uses_model: bool,
+        thinking_format: str = "",
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -68,6 +77,16 @@ class ConversationDialog(QDialog):
         self.keep_model.setChecked(uses_model)
         self.keep_model.setEnabled(bool(model_name))
         form.addRow("Model", self.keep_model)
+        # Shown only for a model that thinks ("think-tags" or "harmony", ModelReady.thinking).
+        self.thinking: QComboBox | None = None
+        if thinking_format in THINKING_CHOICES:
+            self.thinking = QComboBox()
+            self.thinking.setAccessibleName("Thinking")
+            self.thinking.setToolTip("Whether the model thinks before it answers (shown apart, never sent back)")
+            for label, value in THINKING_CHOICES[thinking_format]:
+                self.thinking.addItem(label, value)
+            self._set_thinking(sampling.thinking)
+            form.addRow("Thinking", self.thinking)
         self.numbers = SamplingFields(form, sampling)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -81,9 +100,16 @@ class ConversationDialog(QDialog):
         """The system prompt as edited."""
         return self.prompt.toPlainText().strip()
 
-    def sampling_values(self) -> dict[str, float | int]:
-        """The sampling numbers as edited, by SamplingParams field name."""
-        return self.numbers.values()
+    def sampling_values(self) -> dict[str, float | int | str | None]:
+        """The sampling values as edited, by SamplingParams field name (``thinking`` when the choice is shown)."""
+        values: dict[str, float | int | str | None] = dict(self.numbers.values())
+        if self.thinking is not None:
+            values["thinking"] = self.thinking.currentData()
+        return values
+
+    def _set_thinking(self, value: str | None) -> None:
+        index = self.thinking.findData(value) if value is not None else 0
+        self.thinking.setCurrentIndex(max(index, 0))
 
     @Slot(int)
     def _apply_preset(self, index: int) -> None:
@@ -92,6 +118,8 @@ class ConversationDialog(QDialog):
             return
         self.prompt.setPlainText(str(values.get("system_prompt", "")))
         self.numbers.set_values(values)
+        if self.thinking is not None and "thinking" in values:
+            self._set_thinking(values["thinking"])
 
     @Slot()
     def _save_preset(self) -> None:

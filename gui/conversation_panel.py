@@ -11,8 +11,10 @@ itself when the model is ready. Stop ends the wait.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QPalette
@@ -21,12 +23,17 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from gui.chat_session import ChatSession
 from gui.chat_view import ChatView, MessageView
 from gui.composer import Composer
+from gui.documents import AttachmentChips
+from inference.document_prompt import Source, sources_from_json, sources_json
 from inference.model_owner import ReplyRequest
 from inference.engine import ReplyStats, SamplingParams
+from inference.thinking import ThinkingSplitter
 from model_store.conversations import Message
 
 USER_NAME = "You"
 SAVE_CHECK_MS = 200  # a paused reply's unsaved text is saved within a second and this
+SEARCHING = "*Searching your documents…*"
+_CITATION = re.compile(r"\[(\d{1,2})\](?!\()")
 
 
 class ConversationPanel(QWidget):
@@ -37,6 +44,10 @@ class ConversationPanel(QWidget):
         conversation_changed(): a message was added or a title may have changed (refresh the sidebar).
         reply_ended(ReplyStats): a reply finished or was stopped; the stats are for the status bar.
         notice(str): something to tell the user in the status bar.
+        attach_requested(): the paperclip was clicked.
+        detach_requested(str): an attachment chip's × was clicked (the file's path).
+        citation_clicked(Source): a reply's ``[n]`` or Sources link was clicked.
+        conversation_shown(): another conversation is on screen.
 
     States: no model (nothing can be sent), loading (a message can be sent and
     waits), ready, waiting (a sent message waits for the model; Stop ends the
@@ -47,6 +58,10 @@ class ConversationPanel(QWidget):
     conversation_changed = Signal()
     reply_ended = Signal(object)
     notice = Signal(str)
+    attach_requested = Signal()
+    detach_requested = Signal(str)
+    citation_clicked = Signal(object)
+    conversation_shown = Signal()
 
     def __init__(
         self,
@@ -64,8 +79,17 @@ class ConversationPanel(QWidget):
         self.active: ReplyRequest | None = None
         self.waiting: Message | None = None  # the user's message waiting for the model to be ready
         self._reply_id: str | None = None
+        # How replies show thinking: "think-tags" (also a provider's reasoning_content), "harmony" or "".
+        self.thinking_format = "think-tags"
+        self.thinking_replay = False  # the model's template reads earlier thinking back
+        self.thinking_opens = False  # the model's template opens <think> in the prompt
+        self._splitter = ThinkingSplitter("")
         self._editing_id: str | None = None
         self._next_request_id = 1
+        self._documents = None  # gui.documents.DocumentTasks, when documents are on
+        self._documents_context: Callable[[], int] = lambda: 4096  # the loaded model's n_ctx
+        self._searching = False  # the active reply waits for its documents
+        self._sources: dict[str, list[Source]] = {}  # reply id -> the passages it was given
         self._save_timer = QTimer(self)
         self._save_timer.setInterval(SAVE_CHECK_MS)
         self._save_timer.timeout.connect(self._save_if_due)
@@ -93,10 +117,17 @@ class ConversationPanel(QWidget):
         self.stop_button.setAccessibleName("Stop reply")
         self.stop_button.setToolTip("Stop the reply (Esc)")
         self.stop_button.clicked.connect(self.stop_reply)
+        self.attach_button = QPushButton("📎")
+        self.attach_button.setAccessibleName("Attach files")
+        self.attach_button.setToolTip("Attach files to this conversation (or drop them on the window)")
+        self.attach_button.clicked.connect(self.attach_requested)
+        self.chips = AttachmentChips()
+        self.chips.remove_requested.connect(self.detach_requested)
         row = QHBoxLayout()
         row.setContentsMargins(16, 8, 16, 12)
         row.setSpacing(8)
         row.addWidget(self.composer, 1)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
         column = QVBoxLayout(self)
@@ -105,6 +136,7 @@ class ConversationPanel(QWidget):
         column.addWidget(self.chat_view, 1)
         column.addWidget(self.editing_banner)
         column.addWidget(self.waiting_banner)
+        column.addWidget(self.chips)
         column.addLayout(row)
         self.update_controls()
 
@@ -120,6 +152,13 @@ class ConversationPanel(QWidget):
         if focus_message is not None:
             self.chat_view.scroll_to_message(focus_message)
         self.update_controls()
+        self.conversation_shown.emit()
+
+    def set_documents(self, documents, n_ctx: Callable[[], int]) -> None:
+        """Search ``documents`` (a :class:`gui.documents.DocumentTasks`) before each reply that has any."""
+        self._documents = documents
+        self._documents_context = n_ctx
+        documents.retrieved.connect(self._on_retrieved)
 
     def show_branch(self, *, show_all: bool = False) -> None:
         """Redraw the branch on screen."""
@@ -202,6 +241,9 @@ class ConversationPanel(QWidget):
         """Stop the reply in progress (within a token), or stop waiting for the model; or leave editing mode."""
         if self.active is not None:
             self.active.cancel.set()
+            if self._searching:  # nothing was sent to the model yet: end the reply now
+                self._searching = False
+                self._end_reply(self.active.request_id, "complete", "Stopped", None)
         elif self.waiting is not None:
             self.waiting = None
             self.waiting_banner.hide()
@@ -246,8 +288,8 @@ class ConversationPanel(QWidget):
     def on_reply_chunk(self, request_id: int, text: str) -> None:
         if self.active is None or request_id != self.active.request_id:
             return
-        self.session.append_reply_text(self._reply_id, text)
-        self.chat_view.stream_text(self.session.tree.get(self._reply_id).content)
+        self._splitter.feed(text)
+        self._show_split()
 
     @Slot(int, object)
     def on_reply_finished(self, request_id: int, stats: ReplyStats) -> None:
@@ -268,11 +310,18 @@ class ConversationPanel(QWidget):
     def _start_reply(self, parent: Message, *, redraw: bool = False, resume: Message | None = None) -> None:
         if resume is not None:
             reply = self.session.resume_reply(resume.id)
-            messages = self.session.prompt_for(reply)
+            messages = self.session.prompt_for(reply, with_thinking=self.thinking_replay)
         else:
             reply = self.session.start_reply(parent.id, self.model_name or "")
-            messages = self.session.prompt_for(parent)
+            messages = self.session.prompt_for(parent, with_thinking=self.thinking_replay)
         self._reply_id = reply.id
+        remote = self._remote()
+        # A provider's reasoning_content arrives framed as <think>…</think> (inference.remote_engine).
+        self._splitter = ThinkingSplitter("think-tags" if remote is not None else self.thinking_format,
+                                          starts_thinking=remote is None and self.thinking_opens)
+        if resume is not None and resume.content:  # the answer goes on: no more thinking
+            self._splitter = ThinkingSplitter("")
+        self._splitter.answer, self._splitter.thinking = reply.content, reply.thinking
         if redraw or resume is not None:
             self.show_branch()
         else:
@@ -281,23 +330,69 @@ class ConversationPanel(QWidget):
         self._save_timer.start()
         self.active = ReplyRequest(
             request_id=self._next_request_id, messages=tuple(messages), params=self._sampling(),
-            cancel=threading.Event(), remote=self._remote(),
+            cancel=threading.Event(), remote=remote,
         )
         self._next_request_id += 1
         self.update_controls()
+        if resume is None and self._wants_documents():
+            self._searching = True
+            self.chat_view.stream_text(SEARCHING)
+            settings = self.session.conversation.settings if self.session.conversation else {}
+            self._documents.retrieve(
+                self.active.request_id, list(messages), conversation_id=self.session.conversation_id,
+                collection_ids=list(settings.get("collections", [])), n_ctx=self._documents_context(),
+                max_tokens=self.active.params.max_tokens, cancel=self.active.cancel,
+            )
+            return
+        self.reply_requested.emit(self.active)
+
+    def _wants_documents(self) -> bool:
+        if self._documents is None or self.session is None or self.session.conversation is None:
+            return False
+        return bool(self.chips.titles) or bool(self.session.conversation.settings.get("collections"))
+
+    @Slot(int, object)
+    def _on_retrieved(self, request_id: int, prompt) -> None:
+        if self.active is None or request_id != self.active.request_id or not self._searching:
+            return
+        self._searching = False
+        if prompt is None or self.active.cancel.is_set():
+            self._end_reply(request_id, "complete", "Stopped", None)
+            return
+        for sentence in prompt.notices:
+            self.chat_view.add_notice(sentence)
+        if prompt.sources:
+            self._sources[self._reply_id] = list(prompt.sources)
+        self.chat_view.stream_text("")
+        self.active = replace(self.active, messages=tuple(prompt.messages))
         self.reply_requested.emit(self.active)
 
     def _end_reply(self, request_id: int, status: str, state: str, stats: ReplyStats | None) -> bool:
         if self.active is None or request_id != self.active.request_id:
             return False
         self._save_timer.stop()
+        self._splitter.finish()  # a held-back partial tag is text after all
+        self._show_split()
+        self._searching = False
         message = self.session.finish_reply(self._reply_id, status)
+        if self._sources.get(message.id):
+            # Stored on the reply so that its citations outlive a rebuilt index.
+            self.session._writer.submit("update_message", message.id, message.content, message.status,
+                                        sources=sources_json(self._sources[message.id]))
         self.chat_view.update_message(self._view(message, state=state))
         self.active, self._reply_id = None, None
         self.update_controls()
         if stats is not None:
             self.reply_ended.emit(stats)
         return True
+
+    def _show_split(self) -> None:
+        """Store and show the streaming reply's thinking and answer so far."""
+        splitter = self._splitter
+        self.session.set_reply_text(self._reply_id, content=splitter.answer, thinking=splitter.thinking)
+        if splitter.thinking:
+            self.chat_view.stream_thinking(splitter.thinking)
+        self.chat_view.stream_text(splitter.answer)
 
     @Slot()
     def _save_if_due(self) -> None:
@@ -306,7 +401,12 @@ class ConversationPanel(QWidget):
 
     @Slot(str, str)
     def _on_action(self, action: str, message_id: str) -> None:
-        if action == "earlier":
+        if action == "cite":
+            reply_id, _, number = message_id.rpartition(":")
+            source = next((s for s in self._message_sources(reply_id) if str(s.number) == number), None)
+            if source is not None:
+                self.citation_clicked.emit(source)
+        elif action == "earlier":
             self.show_branch(show_all=True)
         elif self.active is not None:
             self.notice.emit("Stop the reply first.")
@@ -328,11 +428,24 @@ class ConversationPanel(QWidget):
         author = USER_NAME if message.role == "user" else (message.model or self.model_name or "Assistant")
         if not state and message.status == "interrupted":
             state = "Interrupted"
+        content = message.content
+        sources = self._message_sources(message.id) if message.role == "assistant" else []
+        if sources and message.status != "streaming":
+            content = _with_citation_links(message.id, content, sources)
         return MessageView(
-            id=message.id, role=message.role, author=author, content=message.content,
+            id=message.id, role=message.role, author=author, content=content,
             position=self.session.tree.position(message.id), state=state,
-            can_continue=message.role == "assistant" and message.status == "interrupted",
+            can_continue=message.role == "assistant" and message.status == "interrupted", thinking=message.thinking,
         )
+
+    def _message_sources(self, message_id: str) -> list[Source]:
+        if message_id not in self._sources and self.session is not None:
+            try:
+                stored = getattr(self.session.tree.get(message_id), "sources", "[]")
+            except KeyError:
+                return []
+            self._sources[message_id] = sources_from_json(stored)
+        return self._sources.get(message_id, [])
 
     def _message(self, message_id: str | None) -> Message | None:
         return self.session.tree.get(message_id) if message_id and self.session else None
@@ -371,3 +484,16 @@ class ConversationPanel(QWidget):
         self.stop_button.setVisible(busy)
         self.stop_button.setToolTip("Stop waiting for the model (Esc)" if self.waiting is not None and
                                     self.active is None else "Stop the reply (Esc)")
+
+
+def _with_citation_links(message_id: str, content: str, sources: list[Source]) -> str:
+    """The reply with its ``[n]`` markers as links and a Sources line listing them (file · page)."""
+    numbers = {s.number for s in sources}
+
+    def link(match: re.Match) -> str:
+        n = int(match.group(1))
+        return f"[\\[{n}\\]](cite:{message_id}:{n})" if n in numbers else match.group(0)
+
+    listed = " · ".join(f"[{s.number}. {s.label.replace('[', '(').replace(']', ')')}](cite:{message_id}:{s.number})"
+                        for s in sources)
+    return _CITATION.sub(link, content) + f"\n\n*Sources:* {listed}"

@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         self._loading: str | None = None  # what the local model is doing while it is not ready
         self._api = None  # the local API server's switch (gui/api_switch.py), when the app has one
         self._load_failed = False
+        self.documents = None  # gui.documents.DocumentsController, when the app chats with documents
 
         self.setWindowTitle("Hearth")
         self.resize(1180, 760)
@@ -249,6 +250,7 @@ class MainWindow(QMainWindow):
             presets=self._store.presets(),
             model_name=model_name,
             uses_model=bool(session.model and session.model == answering),
+            thinking_format=self._model.thinking if self._model and not provider else "",
             parent=self,
         )
         dialog.preset_saved.connect(lambda name, values: self._writer.submit("save_preset", name, values))
@@ -298,6 +300,14 @@ class MainWindow(QMainWindow):
         self.open_conversation(conversation_id)
 
     # ------------------------------------------------------------------ model
+
+    @Slot()
+    def open_collections(self) -> None:
+        """File › Document collections…: folders any conversation can chat with."""
+        if self.documents is None:
+            self._show_status("Documents are not available in this window.")
+            return
+        self.documents.open_collections()
 
     def set_providers(self, providers: ProviderStore, make_dialog: Callable[[], QDialog]) -> None:
         """The saved providers (remote OpenAI-compatible servers) and how to build File › Providers…."""
@@ -482,6 +492,9 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def on_model_ready(self, ready: ModelReady) -> None:
         self._model, self._loading = ready, None
+        self.panel.thinking_format = ready.thinking or "think-tags"  # tags at a reply's start are thinking anyway
+        self.panel.thinking_replay = ready.thinking_replay
+        self.panel.thinking_opens = ready.thinking_opens
         self.status_message.setText(f"Ready · loaded in {ready.load_s:.1f} s")
         self._show_answerer()  # last: a waiting message's reply starts here
         self.panel.composer.setFocus()
@@ -527,6 +540,10 @@ class MainWindow(QMainWindow):
     def _run_after_writes(self, then: Callable[[], None]) -> None:
         if not self._storage_closed:
             then()
+
+    def context_length(self) -> int:
+        """The loaded local model's context window in tokens (4,096 until one is ready)."""
+        return self._model.plan.n_ctx if self._model is not None else 4096
 
     def _sampling(self) -> SamplingParams:
         """Reply settings: the user's defaults, overridden by the open conversation's own."""
@@ -663,6 +680,7 @@ class MainWindow(QMainWindow):
         action(file_menu, "&Models…", self.open_model_manager, "Ctrl+M")
         action(file_menu, "&Open model file…", self.open_model_file, QKeySequence.StandardKey.Open)
         action(file_menu, "&Providers…", self.open_providers)
+        action(file_menu, "&Document collections…", self.open_collections)
         file_menu.addSeparator()
         action(file_menu, "&Export conversation…", self.export_conversation, "Ctrl+Shift+S")
         action(file_menu, "&Import conversation…", self.import_conversation)

@@ -35,7 +35,7 @@ Message = dict[str, str]
 __all__ = [
     "ChatFormat", "ChatTemplateError", "GemmaTurnFormat", "JinjaChatFormat", "Message", "SpecialTokens",
     "TemplateEscapeError", "TemplateLimitError", "TranscriptFormat", "chat_format_for", "continues_reply",
-    "hearths_format",
+    "hearths_format", "thinking_context",
 ]
 
 # Rendered once when a model loads: a template that runs away or reaches out on a plain exchange is set aside then.
@@ -52,8 +52,12 @@ class ChatFormat(Protocol):
     name: str
     stop_strings: tuple[str, ...]
 
-    def render(self, messages: Sequence[Message]) -> str:
-        """The prompt for ``messages``, ending where the assistant's reply starts (or continues)."""
+    def render(self, messages: Sequence[Message], *, thinking: str | None = None) -> str:
+        """The prompt for ``messages``, ending where the assistant's reply starts (or continues).
+
+        ``thinking`` (see ``SamplingParams.thinking``) reaches a model's own template as
+        ``enable_thinking`` / ``reasoning_effort``; other formats ignore it.
+        """
         ...
 
 
@@ -127,24 +131,26 @@ class JinjaChatFormat:
             return self._fallback.stop_strings
         return (self._tokens.eos,) if self._tokens.eos else ()
 
-    def render(self, messages: Sequence[Message]) -> str:
+    def render(self, messages: Sequence[Message], *, thinking: str | None = None) -> str:
         if self.set_aside_reason:
             return self._fallback.render(messages)
         try:
-            return self._render_template(messages)
+            return self._render_template(messages, thinking=thinking)
         except (TemplateLimitError, TemplateEscapeError) as exc:
             if self._fallback is None:
                 raise
             self._set_aside(exc)
             return self._fallback.render(messages)
 
-    def _render_template(self, messages: Sequence[Message]) -> str:
+    def _render_template(self, messages: Sequence[Message], *, thinking: str | None = None) -> str:
         continuing = continues_reply(messages)
         text = self._template.render(
-            messages=[dict(message) for message in messages],  # copies: the template sees data, never our objects
+            # Copies: the template sees data, never our objects (with ``reasoning_content`` where the caller put it).
+            messages=[dict(message) for message in messages],
             add_generation_prompt=not continuing,
             bos_token=self._tokens.bos,
             eos_token=self._tokens.eos,
+            **thinking_context(thinking),
         )
         if continuing:
             # Cut the closing markers after the reply's text, as transformers' continue_final_message does.
@@ -166,7 +172,7 @@ class GemmaTurnFormat:
     name = "Gemma turns"
     stop_strings = ("<end_of_turn>",)
 
-    def render(self, messages: Sequence[Message]) -> str:
+    def render(self, messages: Sequence[Message], *, thinking: str | None = None) -> str:
         system, turns = _split_system(messages)
         parts = []
         for index, message in enumerate(turns):
@@ -199,7 +205,7 @@ class TranscriptFormat:
         "Assistant: The capital of France is Paris.\n"
     )
 
-    def render(self, messages: Sequence[Message]) -> str:
+    def render(self, messages: Sequence[Message], *, thinking: str | None = None) -> str:
         system, turns = _split_system(messages)
         parts = [f"{system}\n\n" if system else "", self._preamble]
         for message in turns:
@@ -239,6 +245,22 @@ def hearths_format(*, architecture: str, is_base_model: bool) -> ChatFormat:
     if not is_base_model and architecture in _ARCHITECTURE_FORMATS:
         return _ARCHITECTURE_FORMATS[architecture]()
     return TranscriptFormat()
+
+
+def thinking_context(thinking: str | None) -> dict[str, object]:
+    """Template variables for ``SamplingParams.thinking``: Qwen3's ``enable_thinking``, gpt-oss's ``reasoning_effort``.
+
+    None (the model's default) sets neither, so the template's own default holds.
+    """
+    if thinking is None:
+        return {}
+    if thinking == "off":
+        return {"enable_thinking": False}
+    if thinking == "on":
+        return {"enable_thinking": True}
+    if thinking in ("low", "medium", "high"):
+        return {"enable_thinking": True, "reasoning_effort": thinking}
+    raise ValueError(f"unknown thinking setting {thinking!r}")
 
 
 def continues_reply(messages: Sequence[Message]) -> bool:

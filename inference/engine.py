@@ -32,6 +32,9 @@ class SamplingParams:
     # Leave out the oldest turns when a conversation outgrows the context window (the window's way);
     # False: such a prompt raises ContextOverflowError instead (the API's way: the client decides).
     drop_oldest: bool = True
+    # A reasoning model's thinking: None (the model's default), "off", "on", or gpt-oss's effort
+    # "low" / "medium" / "high"; rendered into its chat template (chat_format.thinking_context).
+    thinking: str | None = None
 
 
 @dataclass(frozen=True)

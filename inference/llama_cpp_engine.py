@@ -63,6 +63,7 @@ class LlamaCppEngine:
         self._cpu_variant_wanted = cpu_variant
         self._llama: llama_cpp.Llama | None = None
         self._format: ChatFormat | None = None
+        self._thinking: str | None = None  # SamplingParams.thinking of the prompt being rendered
         self._states = PrefixStateCache(state_cache_bytes)
         self.evaluated_tokens = 0  # every token llama.cpp has decoded since load
 
@@ -141,6 +142,7 @@ class LlamaCppEngine:
         """
         if self._llama is None or self._format is None:
             raise GenerationError("No model is loaded.")
+        self._thinking = params.thinking
         prompt_tokens, dropped = self._fit_prompt(messages, params.max_tokens)
         if dropped and not params.drop_oldest:
             raise ContextOverflowError(
@@ -260,7 +262,7 @@ class LlamaCppEngine:
         return make_pick(settings, llama._ctx.ctx, llama.n_vocab())
 
     def _tokenize(self, messages: Sequence[Message]) -> list[int]:
-        prompt = self._format.render(messages)
+        prompt = self._format.render(messages, thinking=self._thinking)
         add_bos = not (self._bos_text and prompt.startswith(self._bos_text))
         return self._llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
 

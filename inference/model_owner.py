@@ -35,6 +35,7 @@ from inference.errors import EngineCrashedError, GenerationError
 from inference.hardware import CpuFacts, GpuDevice, Hardware
 from inference.selector import Preferences, fewer_gpu_layers
 from inference.session import LoadedModel, ModelChoice, open_model
+from inference.thinking import template_opens_thinking, template_reads_reasoning, thinking_format_for
 from inference.thread_tuning import (
     MeasuredThreads,
     SlowReplyWatch,
@@ -82,6 +83,10 @@ class ModelReady:
     load_s: float
     gpus: tuple[GpuDevice, ...] = ()  # the GPUs the engines here can use (Settings lists them)
     model_id: str = ""
+    # How the model thinks before answering, from its chat template: "" (it does not), "think-tags", "harmony".
+    thinking: str = ""
+    thinking_replay: bool = False  # its template reads earlier thinking back (``reasoning_content``)
+    thinking_opens: bool = False  # its template opens <think> in the prompt: replies start inside the thinking
 
 
 @dataclass(frozen=True)
@@ -359,6 +364,9 @@ class ModelOwner:
             load_s=loaded.load_s,
             gpus=hardware.llama_gpus or hardware.gpus,
             model_id=choice.path.stem,
+            thinking=thinking_format_for(loaded.info.chat_template),
+            thinking_replay=template_reads_reasoning(loaded.info.chat_template),
+            thinking_opens=template_opens_thinking(loaded.info.chat_template),
         )
         self._set_state(ready, None, load_done=counted)
         self._events.model_ready(ready)

@@ -146,6 +146,7 @@ class _Reply:
         self._last_flush = float("-inf")
         self._ttft: float | None = None
         self._content_chunks = 0
+        self._thinking = ""  # "" before any reasoning, "open" while it streams, "closed" once the answer came
         self._usage = None
         self.finish_reason: str | None = None
         self.events = 0
@@ -162,8 +163,24 @@ class _Reply:
         for choice in getattr(event, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
                 continue
-            # delta.reasoning_content (reasoning models) is left out here: thinking is shown elsewhere.
-            text = getattr(choice.delta, "content", None) if choice.delta is not None else None
+            delta = choice.delta
+            content = getattr(delta, "content", None) if delta is not None else None
+            # A reasoning model's thinking (llama-server and vLLM send delta.reasoning_content, newer vLLM
+            # delta.reasoning) is framed as <think>…</think> before the answer, for the window's splitter
+            # (inference.thinking). Reasoning that comes after the answer started is left out.
+            reasoning = None
+            if delta is not None and self._thinking != "closed":
+                reasoning = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+            text = ""
+            if isinstance(reasoning, str) and reasoning:
+                if not self._thinking:
+                    text, self._thinking = "<think>", "open"
+                text += reasoning
+            if content:
+                if self._thinking == "open":
+                    text += "</think>"
+                self._thinking = "closed"
+                text += content
             if text:
                 now = time.monotonic()
                 if self._ttft is None:

@@ -67,6 +67,7 @@ class TorchEngine:
         self._decoder: StaticDecoder | None = None
         self._vocab_model: llama_cpp.Llama | None = None
         self._format: ChatFormat | None = None
+        self._thinking: str | None = None  # SamplingParams.thinking of the prompt being rendered
 
     @property
     def evaluated_tokens(self) -> int:
@@ -131,6 +132,7 @@ class TorchEngine:
         """
         if self._model is None:
             raise GenerationError("No model is loaded.")
+        self._thinking = params.thinking
         n_ctx = self.plan.n_ctx
         reserve = min(params.max_tokens, MIN_REPLY_ROOM, n_ctx // 4)
         prompt, dropped = fit_messages(messages, self._tokenize, n_ctx - reserve)
@@ -161,7 +163,7 @@ class TorchEngine:
     # --------------------------------------------------------------- internals
 
     def _tokenize(self, messages: Sequence[Message]) -> list[int]:
-        prompt = self._format.render(messages)
+        prompt = self._format.render(messages, thinking=self._thinking)
         add_bos = not (self._bos_text and prompt.startswith(self._bos_text))
         return self._vocab_model.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from typing import Any
@@ -20,7 +21,12 @@ def export_markdown(conversation: Conversation, branch: list[Message]) -> str:
         lines += [f"> System prompt: {conversation.system_prompt.strip()}", ""]
     for message in branch:
         who = "You" if message.role == "user" else f"Assistant{f' ({message.model})' if message.model else ''}"
-        lines += [f"**{who}:**", "", message.content, ""]
+        lines += [f"**{who}:**", ""]
+        if message.thinking.strip():
+            # Collapsed, and escaped: thinking is plain text, never Markdown or HTML of the answer.
+            lines += ["<details><summary>Thinking</summary>", "", "<pre>" + html.escape(message.thinking.strip())
+                      + "</pre>", "", "</details>", ""]
+        lines += [message.content, ""]
     return "\n".join(lines)
 
 
@@ -34,7 +40,8 @@ def export_json(conversation: Conversation, branch: list[Message]) -> str:
         "settings": conversation.settings,
         "messages": [
             {"role": m.role, "content": m.content, "created_at": m.created_at, "model": m.model,
-             "status": m.status}
+             "status": m.status, **({"thinking": m.thinking} if m.thinking else {}),
+             **({"sources": m.sources} if m.sources != "[]" else {})}
             for m in branch
         ],
     }
@@ -70,6 +77,8 @@ def import_json(text: str, writer: StoreWriter) -> str:
             "add_message", conversation_id, parent_id=parent, role=message["role"], content=message["content"],
             status=status, model=str(message.get("model") or ""), message_id=message_id,
             created_at=float(message.get("created_at") or now + index * 1e-3),
+            thinking=message.get("thinking") if isinstance(message.get("thinking"), str) else "",
+            sources=message.get("sources") if isinstance(message.get("sources"), str) else "[]",
         )
         parent = message_id
     return conversation_id

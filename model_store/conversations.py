@@ -29,7 +29,7 @@ from model_store.errors import DiskFullError, ModelStoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "streaming", "interrupted")
 
@@ -69,6 +69,8 @@ class Message:
     created_at: float
     status: str = "complete"
     model: str = ""
+    thinking: str = ""  # a reasoning model's thinking before its answer; never sent back to the model
+    sources: str = "[]"  # JSON list of the document passages the answer cites
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,14 @@ CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
 END;
 """
 
+# Thinking is kept apart from the text (search and prompts read ``content`` only); sources are JSON.
+_SCHEMA_V2 = """
+ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'
+"""
+
 # Version -> the SQL that brings the schema from the version before up to it (run in one transaction).
-MIGRATIONS = {1: _SCHEMA_V1}
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 class ConversationStore:
@@ -240,28 +248,47 @@ class ConversationStore:
         model: str = "",
         message_id: str | None = None,
         created_at: float | None = None,
+        thinking: str = "",
+        sources: str = "[]",
     ) -> Message:
-        """Add a message under ``parent_id``; it becomes the conversation's current leaf."""
+        """Add a message under ``parent_id``; it becomes the conversation's current leaf.
+
+        ``thinking`` is a reasoning model's thinking, ``sources`` the cited passages as a JSON list.
+        """
         if role not in ROLES or status not in STATUSES:
             raise ValueError(f"invalid role or status: {role!r}, {status!r}")
         message = Message(
             id=message_id or new_id(), conversation_id=conversation_id, parent_id=parent_id, role=role,
             content=content, created_at=created_at or time.time(), status=status, model=model,
+            thinking=thinking, sources=sources,
         )
         self._write_many([
-            ("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, created_at, model) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-             (message.id, conversation_id, parent_id, role, content, status, message.created_at, model)),
+            ("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, created_at, model, "
+             "thinking, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (message.id, conversation_id, parent_id, role, content, status, message.created_at, model,
+              thinking, sources)),
             ("UPDATE conversations SET current_leaf_id = ?, updated_at = ? WHERE id = ?",
              (message.id, message.created_at, conversation_id)),
         ])
         return message
 
-    def update_message(self, message_id: str, content: str, status: str) -> None:
-        """Replace a message's text and status (a streaming reply is saved this way as it grows)."""
+    def update_message(
+        self, message_id: str, content: str, status: str, *, thinking: str | None = None, sources: str | None = None
+    ) -> None:
+        """Replace a message's text and status (a streaming reply is saved this way as it grows).
+
+        ``thinking`` and ``sources`` are replaced too when given; None keeps what is stored.
+        """
         if status not in STATUSES:
             raise ValueError(f"invalid status {status!r}")
-        self._write("UPDATE messages SET content = ?, status = ? WHERE id = ?", (content, status, message_id))
+        columns, values = ["content = ?", "status = ?"], [content, status]
+        if thinking is not None:
+            columns.append("thinking = ?")
+            values.append(thinking)
+        if sources is not None:
+            columns.append("sources = ?")
+            values.append(sources)
+        self._write(f"UPDATE messages SET {', '.join(columns)} WHERE id = ?", (*values, message_id))
 
     def set_current_leaf(self, conversation_id: str, leaf_id: str) -> None:
         """Remember which branch of the conversation is on screen."""
@@ -445,6 +472,7 @@ class ConversationStore:
         return Message(
             id=row["id"], conversation_id=row["conversation_id"], parent_id=row["parent_id"], role=row["role"],
             content=row["content"], created_at=row["created_at"], status=row["status"], model=row["model"],
+            thinking=row["thinking"], sources=row["sources"],
         )
 
 
@@ -473,6 +501,11 @@ def _copy_readable(source: Path, target: sqlite3.Connection) -> tuple[int, int]:
     columns = "id, title, created_at, updated_at, pinned, system_prompt, model, settings_json, current_leaf_id, " \
               "deleted_at, quarantined"
     message_columns = "id, conversation_id, parent_id, role, content, status, created_at, model"
+    try:  # a damaged file from before version 2 has no thinking or sources
+        present = {row[1] for row in damaged.execute("PRAGMA table_info(messages)")}
+    except sqlite3.DatabaseError:
+        present = set()
+    message_columns += "".join(f", {name}" for name in ("thinking", "sources") if name in present)
     for conversation_id in ids:
         try:
             conversation = damaged.execute(f"SELECT {columns} FROM conversations WHERE id = ?",
@@ -481,7 +514,8 @@ def _copy_readable(source: Path, target: sqlite3.Connection) -> tuple[int, int]:
                                    "ORDER BY created_at, rowid", (conversation_id,)).fetchall()
             target.execute("BEGIN IMMEDIATE")
             target.execute(f"INSERT INTO conversations ({columns}) VALUES ({', '.join('?' * 11)})", conversation)
-            target.executemany(f"INSERT INTO messages ({message_columns}) VALUES ({', '.join('?' * 8)})", rows)
+            target.executemany(f"INSERT INTO messages ({message_columns}) "
+                               f"VALUES ({', '.join('?' * len(message_columns.split(',')))})", rows)
             target.execute("COMMIT")
             saved += 1
         except sqlite3.DatabaseError as exc:

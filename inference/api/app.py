@@ -37,6 +37,7 @@ from inference.api.guards import BearerAuth, BodyLimit, HostGuard, OriginGuard
 from inference.api.schemas import ChatCompletionRequest, parse_chat_request
 from inference.engine import ReplySink, ReplyStats
 from inference.model_owner import API, ModelReady, ReplyRequest
+from inference.thinking import ThinkingSplitter
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +255,8 @@ class _Endpoints:
                 if first[0] == "failed":
                     raise from_inference_error(first[1])
                 streaming = True  # from here the response cancels the reply when it ends
-                return _ReplyStream(cancel, _stream(reply, first, chat, header))
-            whole = await _whole(reply, header)
+                return _ReplyStream(cancel, _stream(reply, first, chat, header, ready=ready))
+            whole = await _whole(reply, header, ready=ready)
         except _ClientGone:
             return Response(status_code=499)  # nobody reads it
         finally:
@@ -299,24 +300,35 @@ def _usage(stats: ReplyStats) -> dict:
             "total_tokens": stats.prompt_tokens + stats.completion_tokens}
 
 
-async def _whole(reply: _Reply, header: dict) -> dict:
-    """The reply as one ``chat.completion`` object."""
-    parts: list[str] = []
+async def _whole(reply: _Reply, header: dict, *, ready: ModelReady) -> dict:
+    """The reply as one ``chat.completion`` object; a reasoning model's thinking as ``reasoning_content``.
+
+    The split follows the model's thinking format (``ModelReady.thinking``), as llama-server and vLLM split it.
+    """
+    splitter = _splitter_for(ready)
     while True:
         kind, value = await reply.next(watch_client=True)
         if kind == "chunk":
-            parts.append(value)
+            splitter.feed(value)
         elif kind == "failed":
             raise from_inference_error(value)
         elif value.finish_reason == "cancelled":
             raise _cancelled_error()
         else:
+            splitter.finish()
+            message = {"role": "assistant", "content": splitter.answer}
+            if splitter.thinking:
+                message["reasoning_content"] = splitter.thinking
             return {
                 **header, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                "choices": [{"index": 0, "message": message,
                              "logprobs": None, "finish_reason": value.finish_reason}],
                 "usage": _usage(value),
             }
+
+
+def _splitter_for(ready: ModelReady) -> ThinkingSplitter:
+    return ThinkingSplitter(ready.thinking, starts_thinking=ready.thinking_opens)
 
 
 def _sse(data: dict | str) -> str:
@@ -324,8 +336,11 @@ def _sse(data: dict | str) -> str:
 
 
 async def _stream(reply: _Reply, first: tuple[str, object], chat: ChatCompletionRequest,
-                  header: dict) -> AsyncIterator[str]:
+                  header: dict, *, ready: ModelReady) -> AsyncIterator[str]:
     """The reply as server-sent ``chat.completion.chunk`` events, then ``[DONE]``.
+
+    A reasoning model's thinking goes out as ``delta.reasoning_content``,
+    its answer as ``delta.content``. (A lone ``</think>`` cannot take back content already sent.)
 
     A failure after the first event is sent as an ``error`` event (the status is already 200).
     Leaving the generator early (the client went: Starlette cancels it, or closes it) cancels the reply.
@@ -337,13 +352,20 @@ async def _stream(reply: _Reply, first: tuple[str, object], chat: ChatCompletion
                      "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
                      **usage})
 
+    splitter = _splitter_for(ready)
+
+    def deltas(thought: str, answer: str) -> list[str]:
+        return ([chunk({"reasoning_content": thought})] if thought else []) + \
+            ([chunk({"content": answer})] if answer else [])
+
     try:
         yield chunk({"role": "assistant", "content": ""})
         event = first
         while True:
             kind, value = event
             if kind == "chunk":
-                yield chunk({"content": value})
+                for line in deltas(*splitter.feed(value)):
+                    yield line
             elif kind == "failed":
                 yield _sse(from_inference_error(value).body)
                 break
@@ -351,6 +373,8 @@ async def _stream(reply: _Reply, first: tuple[str, object], chat: ChatCompletion
                 yield _sse(_cancelled_error().body)
                 break
             else:
+                for line in deltas(*splitter.finish()):
+                    yield line
                 yield chunk({}, value.finish_reason)
                 if chat.include_usage:
                     yield _sse({**header, "object": "chat.completion.chunk", "choices": [], "usage": _usage(value)})

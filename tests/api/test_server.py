@@ -190,3 +190,30 @@ def test_a_client_that_gives_up_on_a_whole_reply_cancels_it(serving) -> None:
         with pytest.raises(httpx.ReadTimeout):
             impatient.post("/chat/completions", json=BODY)
     assert owner.cancelled.wait(5)
+
+
+class ThinkingOwner(ScriptedOwner):
+    """Writes ``<think>`` thinking then an answer, in pieces that split the tags."""
+
+    ready = ModelReady(**{**READY.__dict__, "thinking": "think-tags"})
+    PIECES = ("<thi", "nk>Two and", " two.</th", "ink>\n\nFour", ".")
+
+    def submit(self, request, sink, *, source="window", chunk_interval_s=0.0) -> None:
+        self.requests.append(request)
+        for piece in self.PIECES:
+            sink.chunk(piece)
+        sink.finished(ReplyStats("stop", 1, len(self.PIECES), 0.0, 0.0))
+
+
+def test_thinking_comes_back_as_reasoning_content(serving) -> None:
+    import json
+
+    _, http = serving(ThinkingOwner())
+    message = http.post("/chat/completions", json=BODY).json()["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": "Four.", "reasoning_content": "Two and two."}
+    with http.stream("POST", "/chat/completions", json={**BODY, "stream": True}) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: {")]
+    deltas = [event["choices"][0]["delta"] for event in events if event["choices"]]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "Two and two."
+    assert "".join(d.get("content", "") for d in deltas) == "Four."

@@ -96,3 +96,26 @@ def test_an_interrupted_reply_can_be_continued(stores) -> None:
     writer.flush()
     assert store.messages(session.conversation_id)[-1].content == "Once upon a time."
     assert session.prompt_for(session.tree.get(reply.id))[-1] == {"role": "assistant", "content": "Once upon a time."}
+
+
+def test_thinking_is_saved_as_it_streams_and_never_sent_back_unless_asked(stores) -> None:
+    store, writer = stores
+    clock = FakeClock()
+    session = ChatSession(store, writer, clock=clock)
+    question = session.add_user_message("2+2?")
+    reply = session.start_reply(question.id, model="demo")
+    clock.now += SAVE_INTERVAL_S
+    session.set_reply_text(reply.id, content="", thinking="Two and two")
+    writer.flush()
+    assert store.messages(session.conversation_id)[-1].thinking == "Two and two"
+    session.set_reply_text(reply.id, content="4. ", thinking="Two and two make four. ")
+    session.finish_reply(reply.id, "complete")
+    writer.flush()
+    saved = store.messages(session.conversation_id)[-1]
+    assert (saved.content, saved.thinking, saved.status) == ("4.", "Two and two make four.", "complete")
+    follow_up = session.add_user_message("And 3+3?")
+    assert session.prompt_for(follow_up) == [
+        {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4."},
+        {"role": "user", "content": "And 3+3?"}]
+    assert session.prompt_for(follow_up, with_thinking=True)[1] == {
+        "role": "assistant", "content": "4.", "reasoning_content": "Two and two make four."}

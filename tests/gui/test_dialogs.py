@@ -24,6 +24,26 @@ def test_conversation_dialog_presets_and_values(qtbot) -> None:
     assert dialog.keep_model.text().endswith("Qwen 0.5B") and not dialog.keep_model.isChecked()
 
 
+def test_the_thinking_choice_shows_only_for_a_thinking_model(qtbot) -> None:
+    plain = ConversationDialog(system_prompt="", sampling=SamplingParams(), presets={}, model_name="M",
+                               uses_model=False)
+    qtbot.addWidget(plain)
+    assert plain.thinking is None and "thinking" not in plain.sampling_values()
+    qwen = ConversationDialog(system_prompt="", sampling=SamplingParams(thinking="off"),
+                              presets={"Deep": {"thinking": "on"}}, model_name="Qwen3", uses_model=False,
+                              thinking_format="think-tags")
+    qtbot.addWidget(qwen)
+    assert qwen.thinking.currentText() == "Off" and qwen.sampling_values()["thinking"] == "off"
+    qwen._apply_preset(qwen.preset.findData("Deep"))
+    assert qwen.sampling_values()["thinking"] == "on"
+    oss = ConversationDialog(system_prompt="", sampling=SamplingParams(), presets={}, model_name="gpt-oss",
+                             uses_model=False, thinking_format="harmony")
+    qtbot.addWidget(oss)
+    assert oss.sampling_values()["thinking"] is None
+    oss.thinking.setCurrentIndex(oss.thinking.findData("high"))
+    assert oss.sampling_values()["thinking"] == "high"
+
+
 def test_settings_dialog_round_trip(qtbot) -> None:
     settings = Settings(device="cpu", n_threads=None, context_length=8192, seed=None, temperature=0.3)
     dialog = SettingsDialog(settings, max_threads=8)

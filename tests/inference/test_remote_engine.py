@@ -251,3 +251,29 @@ def test_the_key_never_reaches_the_log(server, caplog: pytest.LogCaptureFixture)
     with pytest.raises(RemoteAuthError):
         list_remote_models(server.base_url("status401"), KEY)
     assert caplog.records and KEY not in caplog.text
+
+
+def test_reasoning_content_is_framed_as_think_tags_before_the_answer() -> None:
+    from openai.types.chat import ChatCompletionChunk
+
+    from inference.remote_engine import _Reply
+    from inference.thinking import split_thinking
+
+    def chunk(**delta) -> ChatCompletionChunk:
+        return ChatCompletionChunk.model_validate({
+            "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+
+    sink = RecordingSink()
+    reply = _Reply(sink, 0.0, time.monotonic())
+    for event in (chunk(role="assistant", reasoning_content="Two and "), chunk(reasoning_content="two."),
+                  chunk(content="Four"), chunk(content="."), chunk(reasoning_content="late")):
+        reply.take(event)
+    reply.flush()
+    assert sink.text == "<think>Two and two.</think>Four."
+    assert split_thinking(sink.text, "think-tags") == ("Two and two.", "Four.")
+    plain = RecordingSink()
+    reply = _Reply(plain, 0.0, time.monotonic())
+    reply.take(chunk(content="Just <this>."))
+    reply.flush()
+    assert plain.text == "Just <this>."

@@ -111,15 +111,45 @@ def test_a_migration_backs_up_first_and_runs_once(db_path: Path, monkeypatch: py
     chat(store, "Before the upgrade", "keep me")
     store.close()
     step = "ALTER TABLE conversations ADD COLUMN colour TEXT; CREATE TABLE runs (n); INSERT INTO runs VALUES (1)"
-    monkeypatch.setattr(conversations_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(conversations_module.MIGRATIONS, 2, step)
+    current = conversations_module.SCHEMA_VERSION
+    monkeypatch.setattr(conversations_module, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(conversations_module.MIGRATIONS, current + 1, step)
     ConversationStore(db_path).close()
     upgraded = ConversationStore(db_path)
     assert upgraded._db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
-    assert upgraded._db.execute("PRAGMA user_version").fetchone()[0] == 2
-    backup = db_path.with_name("conversations.v1-backup.db")
+    assert upgraded._db.execute("PRAGMA user_version").fetchone()[0] == current + 1
+    backup = db_path.with_name(f"conversations.v{current}-backup.db")
     assert sqlite3.connect(backup).execute("SELECT title FROM conversations").fetchall() == [("Before the upgrade",)]
     assert [c.title for c in upgraded.conversations()] == ["Before the upgrade"]
+
+
+def test_a_version_1_file_gains_thinking_and_sources_and_keeps_every_message(db_path: Path) -> None:
+    old = sqlite3.connect(db_path, isolation_level=None)
+    old.executescript(conversations_module.MIGRATIONS[1] + ";PRAGMA user_version = 1;")
+    old.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 'Old', 1, 1)")
+    for index in range(5):
+        old.execute("INSERT INTO messages (id, conversation_id, parent_id, role, content, created_at) "
+                    "VALUES (?, 'c', ?, ?, ?, ?)",
+                    (f"m{index}", f"m{index - 1}" if index else None, ("user", "assistant")[index % 2],
+                     f"text {index}", index))
+    old.close()
+    store = ConversationStore(db_path)
+    messages = store.messages("c")
+    assert [m.content for m in messages] == [f"text {index}" for index in range(5)]
+    assert {(m.thinking, m.sources) for m in messages} == {("", "[]")}
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    backup = db_path.with_name("conversations.v1-backup.db")
+    assert sqlite3.connect(backup).execute("SELECT count(*) FROM messages").fetchone()[0] == 5
+    store.update_message("m4", "answer", "complete", thinking="hmm", sources='[{"file": "a.pdf"}]')
+    store.close()
+    reopened = ConversationStore(db_path)
+    last = reopened.messages("c")[-1]
+    assert (last.content, last.thinking, last.sources) == ("answer", "hmm", '[{"file": "a.pdf"}]')
+    reopened.update_message("m4", "answer 2", "complete")  # None keeps thinking and sources
+    assert reopened.messages("c")[-1].thinking == "hmm"
+    added = reopened.add_message("c", parent_id="m4", role="user", content="q", thinking="", sources="[1]")
+    assert reopened.messages("c")[-1] == added
+    assert reopened.search("hmm") == []  # thinking is not searched as text
 
 
 def test_a_database_from_a_newer_hearth_is_refused_and_left_alone(db_path: Path) -> None:
