@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from inference.document_prompt import Source, question_with_sources, sources_from_json
 from model_store.conversation_tree import ConversationTree
 from model_store.conversations import Conversation, ConversationStore, Message, new_id
 from model_store.store_writer import StoreWriter
@@ -76,17 +77,33 @@ class ChatSession:
 
         A reply's thinking is left out (the model sees only answers), unless ``with_thinking``
         (the model's template reads it back): then assistant messages carry it as ``reasoning_content``.
+        A question that was answered from documents reads as the model saw it, with its passages
+        (rebuilt from the sources stored on its reply), so the prompt cache still holds it.
         """
         path = []
         message: Message | None = last
+        answer: Message | None = None  # the message after ``message`` on the branch
         while message is not None:
             entry = {"role": message.role, "content": message.content}
+            if message.role == "user" and answer is not None and answer.sources not in ("", "[]"):
+                entry["content"] = question_with_sources(message.content, sources_from_json(answer.sources))
             if with_thinking and message.role == "assistant" and message.thinking:
                 entry["reasoning_content"] = message.thinking
             path.append(entry)
+            answer = message
             message = self.tree.get(message.parent_id) if message.parent_id else None
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt.strip() else []
         return system + path[::-1]
+
+    def sources_before(self, last: Message) -> list[Source]:
+        """The document passages already given to the model on the branch up to ``last``, by number."""
+        found: dict[int, Source] = {}
+        message: Message | None = last
+        while message is not None:
+            if message.role == "assistant" and message.sources not in ("", "[]"):
+                found.update((s.number, s) for s in sources_from_json(message.sources) if not s.earlier)
+            message = self.tree.get(message.parent_id) if message.parent_id else None
+        return [found[n] for n in sorted(found)]
 
     # --------------------------------------------------------------- writing
 
@@ -133,6 +150,11 @@ class ChatSession:
         if (message.content, message.thinking) != self._saved_text.get(message_id) and \
                 self._clock() - self._last_save.get(message_id, 0.0) >= SAVE_INTERVAL_S:
             self._save(message)
+
+    def set_sources(self, message_id: str, sources: str) -> None:
+        """Store the passages (JSON, ``inference.document_prompt.sources_json``) a reply is given."""
+        message = self.tree.set_sources(message_id, sources)
+        self._writer.submit("update_message", message.id, message.content, message.status, sources=sources)
 
     def finish_reply(self, message_id: str, status: str) -> Message:
         """The reply ended ('complete') or broke off ('interrupted'); save its final text."""

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.documents import DocumentTasks, problem_sentence
+from gui.documents import DocumentTasks, report_sentences
 
 
 class CollectionsDialog(QDialog):
@@ -118,8 +118,8 @@ class CollectionsDialog(QDialog):
 
     @Slot(str, object)
     def _on_indexed(self, _collection_id: str, report) -> None:
-        for path, reason in getattr(report, "problems", None) or []:
-            self.problems.addItem(problem_sentence(path, reason))
+        for sentence in report_sentences(report, limit=500):
+            self.problems.addItem(sentence)
         self._tasks.list_collections()
 
     @Slot(str)

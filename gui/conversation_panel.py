@@ -342,6 +342,7 @@ class ConversationPanel(QWidget):
                 self.active.request_id, list(messages), conversation_id=self.session.conversation_id,
                 collection_ids=list(settings.get("collections", [])), n_ctx=self._documents_context(),
                 max_tokens=self.active.params.max_tokens, cancel=self.active.cancel,
+                earlier=self.session.sources_before(parent),
             )
             return
         self.reply_requested.emit(self.active)
@@ -361,8 +362,9 @@ class ConversationPanel(QWidget):
             return
         for sentence in prompt.notices:
             self.chat_view.add_notice(sentence)
-        if prompt.sources:
+        if prompt.sources:  # stored on the reply: its citations outlive a rebuilt index, and later turns reuse them
             self._sources[self._reply_id] = list(prompt.sources)
+            self.session.set_sources(self._reply_id, sources_json(prompt.sources))
         self.chat_view.stream_text("")
         self.active = replace(self.active, messages=tuple(prompt.messages))
         self.reply_requested.emit(self.active)
@@ -375,10 +377,6 @@ class ConversationPanel(QWidget):
         self._show_split()
         self._searching = False
         message = self.session.finish_reply(self._reply_id, status)
-        if self._sources.get(message.id):
-            # Stored on the reply so that its citations outlive a rebuilt index.
-            self.session._writer.submit("update_message", message.id, message.content, message.status,
-                                        sources=sources_json(self._sources[message.id]))
         self.chat_view.update_message(self._view(message, state=state))
         self.active, self._reply_id = None, None
         self.update_controls()

@@ -38,6 +38,21 @@ def problem_sentence(path: Path, reason: str) -> str:
     return f"{Path(path).name} was not added: {reason.rstrip('.')}."
 
 
+def note_sentence(path: Path, note: str) -> str:
+    """One sentence for a file that was indexed with a caveat (e.g. only its beginning)."""
+    return f"{Path(path).name}: {note.rstrip('.')}."
+
+
+def report_sentences(report, *, limit: int = 8) -> list[str]:
+    """The sentences an IndexReport gives the user: files left out, then caveats; past ``limit``, a count."""
+    sentences = [problem_sentence(p, r) for p, r in getattr(report, "problems", ())] + \
+        [note_sentence(p, n) for p, n in getattr(report, "notes", ())]
+    if len(sentences) > limit:
+        rest = len(sentences) - limit + 1
+        sentences = sentences[:limit - 1] + [f"…and {rest:,} more files were left out or only partly read."]
+    return sentences
+
+
 class DocumentTasks(QObject):
     """Owns the document index's slow calls; results come back as queued signals.
 
@@ -136,12 +151,16 @@ class DocumentTasks(QObject):
         self._submit(lambda: [self.index_collection(c.id) for c in self.index.collections()])
 
     def retrieve(self, request_id: int, messages, *, conversation_id: str | None, collection_ids: Sequence[str],
-                 n_ctx: int, max_tokens: int, cancel: threading.Event) -> None:
-        """Build the reply's prompt with its documents on a thread of its own; ``retrieved`` carries it."""
+                 n_ctx: int, max_tokens: int, cancel: threading.Event, earlier: Sequence[Source] = ()) -> None:
+        """Build the reply's prompt with its documents on a thread of its own; ``retrieved`` carries it.
+
+        ``earlier``: the sources already given on this branch (named, not sent again).
+        """
         def work() -> None:
             try:
                 prompt = prompt_with_documents(messages, self.index, conversation_id=conversation_id,
-                                               collection_ids=collection_ids, n_ctx=n_ctx, max_tokens=max_tokens)
+                                               collection_ids=collection_ids, n_ctx=n_ctx, max_tokens=max_tokens,
+                                               earlier=earlier)
             except Exception as exc:  # noqa: BLE001 - the reply goes on without documents, and says why
                 log.warning("Document search failed: %s", exc)
                 prompt = DocumentPrompt(messages=tuple(messages),
@@ -438,8 +457,8 @@ class DocumentsController(QObject):
     def _on_attached(self, conversation_id: str, report) -> None:
         if self.panel.session is None or self.panel.session.conversation_id != conversation_id:
             return
-        for path, reason in report.problems:
-            self.panel.chat_view.add_notice(problem_sentence(path, reason))
+        for sentence in report_sentences(report):
+            self.panel.chat_view.add_notice(sentence)
 
     @Slot(str, object)
     def _show_chips(self, conversation_id: str, attachments) -> None:

@@ -2,12 +2,14 @@
 
 Qt-free. Small attachments that fit the context window go in whole; otherwise
 the index is searched and the best passages go in, numbered ``[1]..[k]`` with
-file and page. Everything is added to the *last* user message only, never to
-the system prompt or earlier turns, so the prefix of the conversation the
-engine has already computed stays cached between turns. The stored message
-keeps what the user typed; the reply stores the passages it was given
-(:func:`sources_json`), with a short excerpt so a citation still shows after
-the index is rebuilt.
+file and page. They are added to the user message they answer, never to the
+system prompt, and each reply stores the passages it was given (with their
+text, :func:`sources_json`). Later turns rebuild those earlier questions
+exactly as the model saw them (:func:`question_with_sources`), so the
+conversation's prefix stays in the engine's prompt cache, and a passage or
+document already in the conversation is not sent again: the new question
+only names it by its number. A follow-up about the same passages therefore
+costs what a plain follow-up costs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +50,14 @@ class Source:
     page: int | None = None
     chunk_id: int | None = None
     excerpt: str = ""
+    text: str = ""  # what the model was given (to rebuild the question in later turns)
+    whole: bool = False  # a whole document rather than a passage
+    earlier: bool = False  # given in an earlier turn: this turn only names it
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """What makes two sources the same document text: a passage's id, or a whole document's path."""
+        return (self.path, None) if self.whole else ("", self.chunk_id)
 
     @property
     def label(self) -> str:
@@ -70,7 +80,7 @@ class DocumentPrompt:
 
 class _Index(Protocol):  # what this module needs of model_store.documents.DocumentIndex
     def attachments(self, conversation_id: str) -> list: ...
-    def attachment_texts(self, conversation_id: str) -> list[tuple[str, str]]: ...
+    def attachment_texts(self, conversation_id: str) -> list[tuple[Any, str]]: ...  # (path, text)
     def search(self, query: str, *, collection_ids=(), conversation_id=None, k: int = 5) -> list: ...
 
 
@@ -87,6 +97,7 @@ def with_documents(
     whole: Sequence[tuple[str, str, str]] = (),
     passages: Sequence[Any] = (),
     budget: int,
+    earlier: Sequence[Source] = (),
 ) -> DocumentPrompt:
     """Put whole documents and/or passages into the last user message, within ``budget`` tokens.
 
@@ -96,48 +107,82 @@ def with_documents(
         passages: search results (``Passage``-shaped: chunk_id, path, title, page, text), best first;
             those that do not fit what is left of ``budget`` are left out.
         budget: tokens the documents may take (see :func:`passage_budget`).
+        earlier: the sources already in the conversation (earlier turns): those are named by their
+            number instead of being sent again; new ones are numbered after them.
 
     Returns:
-        The new messages (the others unchanged), the sources numbered from 1, and notices.
+        The new messages (the others unchanged), the sources (earlier ones marked), and notices.
     """
     messages = [dict(m) for m in messages]
     if not messages or messages[-1].get("role") != "user" or not (whole or passages):
         return DocumentPrompt(messages=tuple(messages))
-    blocks: list[str] = []
+    given = {source.key: source for source in earlier}
+    number = max((source.number for source in earlier), default=0)
     sources: list[Source] = []
     notices: list[str] = []
     left = budget
     for path, title, text in whole:
-        number = len(sources) + 1
-        blocks.append(f"[{number}] {title} (the whole document)\n{text.strip()}")
-        sources.append(Source(number=number, path=str(path), title=title, excerpt=_excerpt(text)))
-        tokens = estimate_tokens(text)
-        left -= tokens
-        notices.append(f"{title} goes in whole ({tokens:,} tokens).")
+        known = given.get((str(path), None))
+        if known is not None:
+            sources.append(replace(known, earlier=True, text=""))
+            continue
+        number += 1
+        source = Source(number=number, path=str(path), title=title, excerpt=_excerpt(text), text=text.strip(),
+                        whole=True)
+        sources.append(source)
+        left -= estimate_tokens(source.text)
+        notices.append(f"{title} goes in whole ({estimate_tokens(source.text):,} tokens).")
     left_out = 0
     for passage in passages:
-        text = str(passage.text).strip()
-        number = len(sources) + 1
+        known = given.get(("", passage.chunk_id))
+        if known is not None:
+            sources.append(replace(known, earlier=True, text=""))
+            continue
         page = getattr(passage, "page", None) or None
-        heading = f"[{number}] {passage.title}" + (f", page {page}" if page else "")
-        cost = estimate_tokens(heading + text) + 2
+        source = Source(number=number + 1, path=str(passage.path), title=str(passage.title), page=page,
+                        chunk_id=passage.chunk_id, excerpt=_excerpt(passage.text), text=str(passage.text).strip())
+        cost = estimate_tokens(_block(source)) + 2
         if cost > left:
             left_out += 1
             continue
         left -= cost
-        blocks.append(f"{heading}\n{text}")
-        sources.append(Source(number=number, path=str(passage.path), title=str(passage.title), page=page,
-                              chunk_id=passage.chunk_id, excerpt=_excerpt(text)))
+        number += 1
+        sources.append(source)
     if passages and not whole:
         found = len(sources)
         notices.append(f"{found} passage{'s' if found != 1 else ''} from your documents go with the question"
                        + (f" ({left_out} more did not fit the context window)." if left_out else "."))
     if not sources:
         return DocumentPrompt(messages=tuple(messages), notices=tuple(notices))
-    question = str(messages[-1].get("content", ""))
-    messages[-1]["content"] = f"{INSTRUCTION}\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+    messages[-1]["content"] = question_with_sources(str(messages[-1].get("content", "")), sources)
     return DocumentPrompt(messages=tuple(messages), sources=tuple(sources), notices=tuple(notices),
                           mode="whole" if whole else "retrieval")
+
+
+def question_with_sources(question: str, sources: Sequence[Source]) -> str:
+    """The user message the model sees: the instruction, the new passages in full, the earlier ones by number.
+
+    Deterministic: a later turn rebuilds an earlier question from its stored sources
+    to exactly the text the model saw then (so the engine's prompt cache still holds it).
+    """
+    if not sources:
+        return question
+    new = [_block(source) for source in sources if not source.earlier]
+    old = sorted(source.number for source in sources if source.earlier)
+    parts = [INSTRUCTION]
+    if new:
+        parts.append("\n\n".join(new))
+    if old:
+        parts.append(f"Passages given earlier in this conversation that also apply: "
+                     f"{', '.join(f'[{n}]' for n in old)}.")
+    return "\n\n".join(parts) + f"\n\nQuestion: {question}"
+
+
+def _block(source: Source) -> str:
+    heading = f"[{source.number}] {source.title}" + (" (the whole document)" if source.whole else "")
+    if source.page:
+        heading += f", page {source.page}"
+    return f"{heading}\n{source.text}"
 
 
 def prompt_with_documents(
@@ -149,12 +194,14 @@ def prompt_with_documents(
     n_ctx: int,
     max_tokens: int,
     k: int = DEFAULT_PASSAGES,
+    earlier: Sequence[Source] = (),
 ) -> DocumentPrompt:
     """The prompt for the last user message of ``messages``, with this conversation's documents.
 
     Attachments that all fit the budget go in whole; otherwise (or for
-    collections) the index is searched with the user's question. Slow (reads
-    and searches the index): call it off the GUI thread.
+    collections) the index is searched with the user's question. ``earlier``: the
+    sources already given in this conversation (see :func:`with_documents`). Slow
+    (reads and searches the index): call it off the GUI thread.
     """
     if not messages or messages[-1].get("role") != "user":
         return DocumentPrompt(messages=tuple(messages))
@@ -163,14 +210,16 @@ def prompt_with_documents(
         return DocumentPrompt(messages=tuple(messages))
     budget = passage_budget(messages, n_ctx=n_ctx, max_tokens=max_tokens)
     whole: list[tuple[str, str, str]] = []
-    if attached and sum(a.tokens_estimate for a in attached) <= budget and not collection_ids:
-        texts = dict(index.attachment_texts(conversation_id))
-        whole = [(str(a.path), a.title, texts.get(a.title, "")) for a in attached]
-        return with_documents(messages, whole=whole, budget=budget)
+    already_whole = {source.path for source in earlier if source.whole}
+    new_tokens = sum(a.tokens_estimate for a in attached if str(a.path) not in already_whole)
+    if attached and new_tokens <= budget and not collection_ids:
+        texts = {str(path): text for path, text in index.attachment_texts(conversation_id)}
+        whole = [(str(a.path), a.title, texts.get(str(a.path), "")) for a in attached]
+        return with_documents(messages, whole=whole, budget=budget, earlier=earlier)
     question = str(messages[-1].get("content", ""))
     found = index.search(question, collection_ids=tuple(collection_ids),
                          conversation_id=conversation_id if attached else None, k=k)
-    return with_documents(messages, passages=found, budget=budget)
+    return with_documents(messages, passages=found, budget=budget, earlier=earlier)
 
 
 def sources_json(sources: Sequence[Source]) -> str:

@@ -49,6 +49,12 @@ class ConversationTree:
         self._messages[message_id] = message
         return message
 
+    def set_sources(self, message_id: str, sources: str) -> Message:
+        """Set a message's sources (JSON); returns the new message."""
+        message = replace(self._messages[message_id], sources=sources)
+        self._messages[message_id] = message
+        return message
+
     def branch(self) -> list[Message]:
         """The messages on screen, from the root to the current leaf."""
         path = []

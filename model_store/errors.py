@@ -51,3 +51,30 @@ class CodeCarryingFileError(ModelStoreError, ValueError):
 
 class ProviderNotFoundError(ModelStoreError, LookupError):
     """No saved provider has this id (it was removed)."""
+
+
+class DocumentError(ModelStoreError):
+    """A document could not be read or indexed.
+
+    ``reason`` is the part of the sentence after "<file> was not added: ",
+    e.g. "it is encrypted with a password"; ``path`` is the file.
+    """
+
+    def __init__(self, path, reason: str) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.reason = reason.rstrip(".")
+        super().__init__(f"{self.path.name} was not added: {self.reason}.")
+
+
+class UnreadableDocumentError(DocumentError, ValueError):
+    """Not a document Hearth can read: a binary file, an unsupported format, a broken PDF or .docx."""
+
+
+class EncryptedDocumentError(DocumentError, PermissionError):
+    """The document is protected by a password."""
+
+
+class DocumentVanishedError(DocumentError, FileNotFoundError):
+    """The file disappeared (or became unreadable) while it was being read."""

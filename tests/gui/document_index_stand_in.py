@@ -131,7 +131,7 @@ class StandInIndex:
         return [Attachment(p, p.name, len(t), len(t) // 4 + 1) for p, t in self._attached.get(conversation_id, [])]
 
     def attachment_texts(self, conversation_id):
-        return [(p.name, t) for p, t in self._attached.get(conversation_id, [])]
+        return [(p, t) for p, t in self._attached.get(conversation_id, [])]
 
     def search(self, query, *, collection_ids=(), conversation_id=None, k=5):
         wanted = _words(query)

@@ -121,6 +121,26 @@ def test_an_attached_file_is_searched_cited_and_its_passage_shown(qtbot, docs, t
                     timeout=10_000)
 
 
+def test_a_follow_up_keeps_the_earlier_passages_in_place_and_does_not_send_them_again(
+        qtbot, docs, tmp_path: Path) -> None:
+    window, tasks, events, requests, ready = docs
+    with qtbot.waitSignal(ready.listed, timeout=30_000):
+        window.documents.dropped([_long_document(tmp_path / "harbour.md")])
+    with qtbot.waitSignal(events.reply_finished, timeout=120_000):
+        send(qtbot, window, "What colour was the Vallorn lighthouse painted?")
+    first = requests.sent[-1].messages
+    with qtbot.waitSignal(events.reply_finished, timeout=120_000):
+        send(qtbot, window, "Which keeper painted the Vallorn lighthouse?")
+    second = requests.sent[-1].messages
+    # The first question reads exactly as the model saw it: the engine's cached prefix still matches.
+    assert second[:len(first)] == first
+    follow_up = second[-1]["content"]
+    assert "Passages given earlier in this conversation that also apply: [1" in follow_up
+    assert follow_up.count(FACT) == 0  # the passage with the fact is in the first question already
+    reply = window.panel.session.branch()[-1]
+    assert any(s.earlier and s.number == 1 for s in window.panel._message_sources(reply.id))
+
+
 def test_a_broken_file_is_a_sentence_and_the_rest_is_attached(qtbot, docs, tmp_path: Path) -> None:
     window, tasks, events, requests, ready = docs
     good = tmp_path / "notes.md"

@@ -10,6 +10,7 @@ from inference.document_prompt import (
     estimate_tokens,
     passage_budget,
     prompt_with_documents,
+    question_with_sources,
     sources_from_json,
     sources_json,
     with_documents,
@@ -46,7 +47,7 @@ class FakeIndex:
         return [Attachment(Path("/d") / t, t, len(x), estimate_tokens(x)) for t, x in self.texts.items()]
 
     def attachment_texts(self, conversation_id):
-        return list(self.texts.items())
+        return [(Path("/d") / t, x) for t, x in self.texts.items()]
 
     def search(self, query, *, collection_ids=(), conversation_id=None, k=5):
         self.searches.append((query, tuple(collection_ids), conversation_id, k))
@@ -118,3 +119,39 @@ def test_sources_round_trip_through_json():
     assert sources_from_json(sources_json(prompt.sources)) == list(prompt.sources)
     assert prompt.sources[1].label == "f1.pdf · page 2"
     assert sources_from_json("not json") == [] and sources_from_json(None) == []
+
+
+def test_a_follow_up_names_the_passages_already_given_instead_of_sending_them_again():
+    index = FakeIndex({"book.txt": "y" * 100_000}, _passages(3))
+    first = prompt_with_documents(HISTORY, index, conversation_id="c", n_ctx=4096, max_tokens=512)
+    # The next turn: the first question as the model saw it, its answer, a follow-up.
+    history = [*first.messages, {"role": "assistant", "content": "In 1932 [1]."},
+               {"role": "user", "content": "Who built it?"}]
+    index.passages = [_passages(5)[4], _passages(3)[1]]  # one new passage, one already given
+    second = prompt_with_documents(history, index, conversation_id="c", n_ctx=4096, max_tokens=512,
+                                   earlier=first.sources)
+    assert list(second.messages[:-1]) == history[:-1]
+    last = second.messages[-1]["content"]
+    assert "[4] f4.pdf, page 5" in last and "passage 1 " not in last
+    assert "Passages given earlier in this conversation that also apply: [2]." in last
+    assert [(s.number, s.earlier) for s in second.sources] == [(4, False), (2, True)]
+    assert second.sources[1].text == "" and second.sources[1].chunk_id == 1
+
+
+def test_a_stored_question_is_rebuilt_exactly_as_the_model_saw_it():
+    prompt = with_documents(HISTORY, passages=_passages(3), budget=2000)
+    stored = sources_from_json(sources_json(prompt.sources))
+    assert question_with_sources(HISTORY[-1]["content"], stored) == prompt.messages[-1]["content"]
+    assert question_with_sources("plain", []) == "plain"
+
+
+def test_attachments_given_whole_earlier_are_not_sent_again():
+    index = FakeIndex({"notes.md": "The bridge was built in 1932. " * 50}, [])
+    first = prompt_with_documents(HISTORY, index, conversation_id="c", n_ctx=4096, max_tokens=512)
+    history = [*first.messages, {"role": "assistant", "content": "1932 [1]."},
+               {"role": "user", "content": "And who paid?"}]
+    second = prompt_with_documents(history, index, conversation_id="c", n_ctx=4096, max_tokens=512,
+                                   earlier=first.sources)
+    assert second.mode == "whole" and index.searches == []
+    assert second.messages[-1]["content"].count("The bridge was built") == 0
+    assert [(s.number, s.whole, s.earlier) for s in second.sources] == [(1, True, True)]
