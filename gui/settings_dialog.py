@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.background import BackgroundCall
 from gui.sampling_fields import SamplingFields
 from inference.api import is_loopback_host
 from inference.hardware import GpuDevice
@@ -106,6 +107,9 @@ class ApiServerBox(QGroupBox):
             widget.setAccessibleName(label)
         self.host.textChanged.connect(self._update)
         self.port.valueChanged.connect(self._update)
+        self._keyring = BackgroundCall(self)
+        self._keyring.done.connect(self._token_arrived)
+        self._keyring.failed.connect(self._token_failed)
         self.show_token.toggled.connect(self._show)
         self.copy_token.clicked.connect(self._copy)
         self.regenerate.clicked.connect(self._regenerate_token)
@@ -123,15 +127,46 @@ class ApiServerBox(QGroupBox):
 
     def _show(self, shown: bool) -> None:
         if shown and not self.token.text():
-            self.token.setText(self._api_token())
+            self._ask_keyring("show", self._api_token)
         self.token.setEchoMode(QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password)
         self.show_token.setText("Hide" if shown else "Show")
 
     def _copy(self) -> None:
-        QGuiApplication.clipboard().setText(self.token.text() or self._api_token())
+        if self.token.text():
+            QGuiApplication.clipboard().setText(self.token.text())
+        else:
+            self._ask_keyring("copy", self._api_token)
 
     def _regenerate_token(self) -> None:
-        self.token.setText(self._regenerate())
+        self._ask_keyring("regenerate", self._regenerate)
+
+    def _ask_keyring(self, then: str, read: Callable[[], str]) -> None:
+        """Read (or replace) the token off the GUI thread: a keyring can take seconds to unlock."""
+        for button in (self.show_token, self.copy_token, self.regenerate):
+            button.setEnabled(False)
+        self._keyring.run(lambda: (then, read()))
+
+    @Slot(object)
+    def _token_arrived(self, result: tuple[str, str]) -> None:
+        then, token = result
+        self._enable_token_buttons()
+        self.token.setText(token)
+        if then == "copy":
+            QGuiApplication.clipboard().setText(token)
+
+    @Slot(str)
+    def _token_failed(self, sentence: str) -> None:
+        self._enable_token_buttons()
+        self.token.setPlaceholderText(f"The token could not be read: {sentence}")
+
+    def _enable_token_buttons(self) -> None:
+        for button in (self.show_token, self.copy_token):
+            button.setEnabled(self._api_token is not None)
+        self.regenerate.setEnabled(self._regenerate is not None)
+
+    def wait(self, timeout: float = 5.0) -> None:
+        """Wait for a keyring call still running (tests)."""
+        self._keyring.wait(timeout)
 
 
 class SettingsDialog(QDialog):

@@ -69,19 +69,32 @@ def test_the_token_is_masked_shown_on_request_copied_and_regenerated_never_store
     api = dialog.api
     assert api.token.echoMode() == QLineEdit.EchoMode.Password and api.token.text() == ""
     assert tokens.asked == 0  # not even read until the user asks
+    qtbot.mouseClick(api.copy_token, Qt.MouseButton.LeftButton)  # read from the keyring off the GUI thread
+    qtbot.waitUntil(lambda: QGuiApplication.clipboard().text() == "tok-first-0123456789", timeout=5_000)
+    assert api.token.echoMode() == QLineEdit.EchoMode.Password and api.copy_token.isEnabled()
     qtbot.mouseClick(api.show_token, Qt.MouseButton.LeftButton)
     assert api.token.echoMode() == QLineEdit.EchoMode.Normal and api.token.text() == "tok-first-0123456789"
     qtbot.mouseClick(api.show_token, Qt.MouseButton.LeftButton)
     assert api.token.echoMode() == QLineEdit.EchoMode.Password
-    qtbot.mouseClick(api.copy_token, Qt.MouseButton.LeftButton)
-    assert QGuiApplication.clipboard().text() == "tok-first-0123456789"
     qtbot.mouseClick(api.regenerate, Qt.MouseButton.LeftButton)
-    assert api.token.text() == "tok-second-9876543210" and api.token.echoMode() == QLineEdit.EchoMode.Password
+    qtbot.waitUntil(lambda: api.token.text() == "tok-second-9876543210", timeout=5_000)
+    assert api.token.echoMode() == QLineEdit.EchoMode.Password
     qtbot.mouseClick(api.copy_token, Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text() == "tok-second-9876543210"
     saved = repr(asdict(dialog.result_settings()))
     assert "tok-first" not in saved and "tok-second" not in saved
     QGuiApplication.clipboard().clear()
+
+
+def test_a_token_that_cannot_be_read_is_a_sentence(qtbot) -> None:
+    def locked() -> str:
+        raise RuntimeError("the keyring is locked")
+
+    dialog = SettingsDialog(Settings(), max_threads=8, api_token=locked, regenerate_api_token=locked)
+    qtbot.addWidget(dialog)
+    qtbot.mouseClick(dialog.api.show_token, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "could not be read" in dialog.api.token.placeholderText(), timeout=5_000)
+    assert "the keyring is locked" in dialog.api.token.placeholderText() and dialog.api.show_token.isEnabled()
 
 
 def test_without_a_token_provider_the_buttons_are_off(qtbot) -> None:
