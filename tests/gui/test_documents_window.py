@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from gui.app import shut_down
 from gui.documents import DocumentsController, DocumentTasks
 from inference.session import ModelChoice
+from model_store.documents.index import DocumentIndex
 from model_store.paths import AppPaths
 from tests.gui.heartbeat import Heartbeat
 from tests.gui.test_chat_window import WorkerEvents, open_window, send
@@ -19,15 +20,6 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 MAX_UI_STALL_MS = 250  # as tests/gui/test_chat_window.py: catches freezes, not 2-core scheduler noise
 FACT = "The Vallorn lighthouse was painted green in 1911 by the keeper Ada Morrow."
-
-
-def make_index(path: Path):
-    """The real document index when it is in the tree, else the test's stand-in with the same methods."""
-    try:
-        from model_store.documents.index import DocumentIndex
-    except ImportError:
-        from tests.gui.document_index_stand_in import StandInIndex as DocumentIndex
-    return DocumentIndex(path)
 
 
 class Requests(QObject):
@@ -68,7 +60,7 @@ def docs(qtbot, builtin_model_path: Path, app_paths: AppPaths, tmp_path: Path):
         return ModelChoice(path=builtin_model_path, display_name="Gemma 3 270M (demo)", is_demo=True)
 
     ui = open_window(qtbot, choose, app_paths)
-    tasks = DocumentTasks(make_index(tmp_path / "documents.db"))
+    tasks = DocumentTasks(DocumentIndex(tmp_path / "documents.db"))
     ui.window.documents = DocumentsController(ui.window, tasks)
     requests = Requests()
     ui.window.panel.reply_requested.connect(requests.record)
@@ -179,10 +171,13 @@ def test_the_window_stays_responsive_while_a_folder_is_indexed(qtbot, docs, tmp_
     for i in range(300):
         (folder / f"note-{i:03}.md").write_text(f"# Note {i}\n\n" + f"Paragraph about topic {i}. " * 200,
                                                 encoding="utf-8")
+    said: list[str] = []
+    tasks.progress.connect(said.append)
     heartbeat = Heartbeat()
     window.documents.keep_as_collection(folder, "Library")
-    qtbot.waitUntil(lambda: window.documents.status.text().startswith("Indexing"), timeout=30_000)
-    qtbot.waitUntil(lambda: tasks.wait_idle(0) and window.documents.status.text() == "", timeout=120_000)
+    qtbot.waitUntil(lambda: bool(said) and tasks.wait_idle(0) and window.documents.status.text() == "",
+                    timeout=120_000)
+    assert "Indexing 300 of 300 files…" in said
     heartbeat.stop()
     worst = max(heartbeat.lateness_ms)
     print(f"UI lateness while indexing 300 files: max {worst:.1f} ms over {len(heartbeat.lateness_ms)} beats")
@@ -222,7 +217,7 @@ def test_the_collections_dialog_lists_collections_and_chooses_them_per_conversat
     folder = tmp_path / "papers"
     folder.mkdir()
     (folder / "a.md").write_text(FACT, encoding="utf-8")
-    (folder / "b.bin").write_bytes(b"\xff\xfe\x00binary")
+    (folder / "b.txt").write_bytes(b"\x00\x01binary" * 100)
     window.documents.keep_as_collection(folder, "Papers")
     qtbot.waitUntil(lambda: tasks.wait_idle(0) and bool(window.panel.session.conversation
                                                         and window.panel.session.conversation.settings), timeout=30_000)
@@ -234,7 +229,7 @@ def test_the_collections_dialog_lists_collections_and_chooses_them_per_conversat
     assert item.checkState(0) == Qt.CheckState.Checked
     dialog._tasks.index_collection(item.data(0, Qt.ItemDataRole.UserRole))
     qtbot.waitUntil(lambda: dialog.problems.count() >= 1, timeout=10_000)
-    assert "b.bin was not added" in dialog.problems.item(0).text()
+    assert "b.txt was not added: it is a binary file" in dialog.problems.item(0).text()
     qtbot.waitUntil(lambda: tasks.wait_idle(0), timeout=10_000)
     qtbot.wait(100)  # the table is filled again from the fresh counts
     item = dialog.table.topLevelItem(0)

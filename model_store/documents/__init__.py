@@ -1,0 +1,1 @@
+"""Chat with documents: text extraction, passages, and their index (Qt-free)."""

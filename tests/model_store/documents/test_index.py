@@ -1,0 +1,290 @@
+"""The document index on a real SQLite file: attachments, collections kept up to date, search, kills, rebuilds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_store.documents.chunking import chunk_spans
+from model_store.documents.index import DocumentIndex, fts_query
+
+REPO = Path(__file__).resolve().parents[3]
+
+LIGHTHOUSE = (
+    "The Vallorn lighthouse stands on the northern cape.\n\n"
+    + "Fishing boats leave the harbour before dawn and return with the tide. " * 20
+    + "\n\nIn 1911 the keepers painted the lighthouse a deep ochre so that ships could see it against the snow.\n\n"
+    + "The harbour master keeps a ledger of every ship that enters. " * 20
+)
+
+
+@pytest.fixture
+def index(tmp_path: Path):
+    index = DocumentIndex(tmp_path / "data" / "documents.db")
+    yield index
+    index.close()
+
+
+def _folder(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_an_attachment_is_searchable_and_reads_back_whole(index: DocumentIndex, tmp_path: Path) -> None:
+    doc = tmp_path / "vallorn.md"
+    doc.write_text(LIGHTHOUSE, encoding="utf-8")
+    report = index.attach("c1", [doc])
+    assert (report.indexed, report.problems) == (1, [])
+    [attachment] = index.attachments("c1")
+    assert (attachment.title, attachment.chars) == ("vallorn.md", len(LIGHTHOUSE))
+    assert attachment.tokens_estimate == -(-len(LIGHTHOUSE) // 4)
+    assert index.attachment_texts("c1") == [(doc.resolve(), LIGHTHOUSE)]
+
+    [best, *_] = index.search("What colour was the lighthouse painted?", conversation_id="c1", k=3)
+    assert "ochre" in best.text and best.path == doc.resolve() and best.page is None
+    assert LIGHTHOUSE[best.start:best.end] == best.text
+    assert index.passage(best.chunk_id) == type(best)(**{**best.__dict__, "score": 0.0})
+    assert index.search("ochre", conversation_id="someone else") == []
+
+    index.detach("c1", doc.resolve())
+    assert index.attachments("c1") == [] and index.search("ochre", conversation_id="c1") == []
+    with pytest.raises(KeyError):
+        index.passage(best.chunk_id)
+
+
+def test_a_collection_is_indexed_incrementally(index: DocumentIndex, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "notes", {
+        "a.txt": "apples grow in the orchard", "b.md": "bananas ripen in the sun",
+        "sub/c.py": "def cherry():\n    return 'cherries are red'\n",
+        ".hidden/secret.txt": "never indexed", "__pycache__/x.txt": "never indexed",
+    })
+    collection = index.add_collection("Notes", folder)
+    seen = []
+    first = index.index_collection(collection.id, progress=seen.append)
+    assert (first.indexed, first.skipped_unchanged, first.removed, first.problems) == (3, 0, 0, [])
+    assert seen[-1].done_files == seen[-1].total_files == 3
+    [listed] = index.collections()
+    assert (listed.name, listed.files, listed.chunks) == ("Notes", 3, 3) and listed.updated_at > 0
+    assert index.search("never indexed", collection_ids=[collection.id]) == []
+
+    again = index.index_collection(collection.id)
+    assert (again.indexed, again.skipped_unchanged) == (0, 3)
+
+    (folder / "a.txt").write_text("apricots replaced the apples", encoding="utf-8")
+    os.utime(folder / "b.md", ns=(time.time_ns(), time.time_ns() + 10**9))  # touched, same content
+    (folder / "sub/c.py").unlink()
+    third = index.index_collection(collection.id)
+    assert (third.indexed, third.skipped_unchanged, third.removed) == (1, 1, 1)
+    assert [p.title for p in index.search("apricots", collection_ids=[collection.id])] == ["a.txt"]
+    assert index.search("cherries", collection_ids=[collection.id]) == []
+    assert index.index_collection(collection.id).skipped_unchanged == 2  # the touch was recorded
+
+    index.remove_collection(collection.id)
+    assert index.collections() == [] and index.search("apricots", collection_ids=[collection.id]) == []
+
+
+def test_bad_files_are_each_a_reason_and_the_rest_is_indexed(index: DocumentIndex, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "mixed", {"good.txt": "the good file mentions zebras"})
+    (folder / "blob.bin").write_bytes(bytes(range(256)) * 64)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "fake.pdf").write_bytes(b"%PDF-1.7\n" + os.urandom(2000))
+    (folder / "latin.txt").write_bytes("café crème brûlée, très bien".encode("cp1252"))
+    collection = index.add_collection("Mixed", folder)
+    report = index.index_collection(collection.id)
+    reasons = {path.name: reason for path, reason in report.problems}
+    assert set(reasons) >= {"empty.txt", "fake.pdf"} and "good.txt" not in reasons
+    assert all(isinstance(r, str) and r and not r.endswith(".") for r in reasons.values())
+    assert report.indexed >= 2
+    assert [p.title for p in index.search("zebras", collection_ids=[collection.id])] == ["good.txt"]
+    assert "crème" in index.search("brûlée", collection_ids=[collection.id])[0].text
+
+
+def test_a_file_that_disappears_before_it_is_read_is_a_reason(index: DocumentIndex, tmp_path: Path) -> None:
+    gone = tmp_path / "gone.txt"
+    kept = tmp_path / "kept.txt"
+    kept.write_text("still here", encoding="utf-8")
+    report = index.attach("c1", [gone, kept])
+    assert report.indexed == 1 and [p.name for p, _ in report.problems] == ["gone.txt"]
+
+
+@pytest.mark.parametrize("query", ['"unbalanced', "AND OR NOT", "NEAR(a b)", "col:umn", "*", "()", "a", "",
+                                   "ünïcödé ΕΛΛΗΝΙΚΆ 漢字", "x' OR 1=1 --", "^start", "a" * 5000])
+def test_any_question_is_a_safe_search(index: DocumentIndex, tmp_path: Path, query: str) -> None:
+    doc = tmp_path / "d.txt"
+    doc.write_text("AND OR NOT NEAR column star unbalanced quotes ünïcödé 漢字", encoding="utf-8")
+    index.attach("c1", [doc])
+    assert isinstance(index.search(query, conversation_id="c1"), list)
+
+
+def test_fts_query_quotes_every_word() -> None:
+    assert fts_query('What is "NEAR" AND x*?') == '"what" OR "is" OR "near" OR "and"'
+
+
+def test_search_sees_only_the_collections_and_conversation_asked_for(index: DocumentIndex, tmp_path: Path) -> None:
+    one = index.add_collection("One", _folder(tmp_path / "one", {"x.txt": "walrus in collection one"}))
+    two = index.add_collection("Two", _folder(tmp_path / "two", {"y.txt": "walrus in collection two"}))
+    index.index_collection(one.id)
+    index.index_collection(two.id)
+    attached = _folder(tmp_path / "att", {"z.txt": "walrus attached to a chat"}) / "z.txt"
+    index.attach("chat", [attached])
+    titles = lambda **scope: sorted(p.title for p in index.search("walrus", **scope))  # noqa: E731
+    assert titles(collection_ids=[one.id]) == ["x.txt"]
+    assert titles(collection_ids=[one.id, two.id]) == ["x.txt", "y.txt"]
+    assert titles(conversation_id="chat") == ["z.txt"]
+    assert titles(collection_ids=[two.id], conversation_id="chat") == ["y.txt", "z.txt"]
+    assert titles() == []
+
+
+def test_searches_run_while_a_folder_is_indexed(index: DocumentIndex, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "many", {f"f{i:04}.txt": f"file {i} talks about otters and rivers" for i in range(400)})
+    collection = index.add_collection("Many", folder)
+    errors: list[Exception] = []
+    found: list[int] = []
+    done = threading.Event()
+
+    def search_meanwhile() -> None:
+        while not done.is_set():
+            try:
+                found.append(len(index.search("otters", collection_ids=[collection.id], k=5)))
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    searcher = threading.Thread(target=search_meanwhile)
+    searcher.start()
+    try:
+        report = index.index_collection(collection.id)
+    finally:
+        done.set()
+        searcher.join()
+    assert errors == [] and report.indexed == 400 and found and found[-1] == 5
+
+
+def test_cancel_stops_between_files_and_the_next_run_finishes(index: DocumentIndex, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "c", {f"{i}.txt": f"text {i}" for i in range(50)})
+    collection = index.add_collection("C", folder)
+    cancel = threading.Event()
+    cancel.set()
+    assert index.index_collection(collection.id, cancel=cancel).cancelled
+    report = index.index_collection(collection.id)
+    assert report.indexed == 50 and not report.cancelled
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[3])
+    from model_store.documents.index import DocumentIndex
+    index = DocumentIndex(Path(sys.argv[1]))
+    collection = index.add_collection("Big", Path(sys.argv[2]))
+    print(collection.id, flush=True)
+    index.index_collection(collection.id)
+""")
+
+
+def _files_kept(db_path: Path) -> int:
+    with sqlite3.connect(db_path) as db:
+        return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+
+def test_the_index_survives_a_kill_mid_indexing(tmp_path: Path) -> None:
+    text = LIGHTHOUSE * 8  # ~70 MB in all: indexing takes seconds, so the kill lands in the middle
+    folder = _folder(tmp_path / "big", {f"{i:05}.txt": text.replace("ochre", f"colour{i}") for i in range(3000)})
+    db_path = tmp_path / "documents.db"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(db_path), str(folder), str(REPO)],
+                             stdout=subprocess.PIPE, text=True)
+    collection_id = child.stdout.readline().strip()
+    deadline = time.monotonic() + 60
+    while _files_kept(db_path) == 0 and time.monotonic() < deadline:  # the first batch is committed
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    index = DocumentIndex(db_path)
+    try:
+        kept = index.collections()[0].files
+        assert 0 < kept < 3000
+        report = index.index_collection(collection_id)
+        assert report.skipped_unchanged == kept and report.indexed == 3000 - kept
+        assert index.search("colour2999", collection_ids=[collection_id])[0].title == "02999.txt"
+    finally:
+        index.close()
+
+
+def test_rebuild_reads_every_file_again(index: DocumentIndex, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "r", {"a.txt": "original words"})
+    collection = index.add_collection("R", folder)
+    index.index_collection(collection.id)
+    attached = _folder(tmp_path / "att", {"b.txt": "attached words"}) / "b.txt"
+    index.attach("chat", [attached])
+    stat = (folder / "a.txt").stat()
+    (folder / "a.txt").write_text("replaced words", encoding="utf-8")  # same size and time: only a rebuild sees it
+    os.utime(folder / "a.txt", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert index.index_collection(collection.id).indexed == 0
+    report = index.rebuild()
+    assert report.indexed == 2
+    assert index.search("replaced", collection_ids=[collection.id])[0].title == "a.txt"
+    assert index.search("attached", conversation_id="chat")[0].title == "b.txt"
+
+
+def test_chunks_cover_the_text_and_end_at_boundaries() -> None:
+    text = LIGHTHOUSE * 3
+    spans = chunk_spans(text)
+    assert "".join(text[s:e] for s, e in spans) == text
+    assert all(e - s <= 1000 for s, e in spans)
+    assert all(text[e - 1] in " \n" for _, e in spans[:-1])
+    assert chunk_spans("x" * 2500) == [(0, 1000), (1000, 2000), (2000, 2500)]
+    assert chunk_spans("   \n\n  ") == []
+
+
+class WordHashEmbedder:
+    """A test double for an embedding model: words hashed into 64 buckets (similar words, similar vectors)."""
+
+    name = "word-hash-64"
+    dimensions = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, texts):
+        self.calls += 1
+        rows = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for row, text in zip(rows, texts):
+            for word in text.lower().split():
+                row[hash(word.strip(".,?")) % self.dimensions] += 1
+            row /= max(np.linalg.norm(row), 1e-9)
+        return rows
+
+
+def test_with_an_embedder_search_is_hybrid(tmp_path: Path) -> None:
+    embedder = WordHashEmbedder()
+    index = DocumentIndex(tmp_path / "documents.db", embedder=embedder)
+    try:
+        folder = _folder(tmp_path / "h", {"a.txt": LIGHTHOUSE, "b.txt": "nothing about boats at all"})
+        collection = index.add_collection("H", folder)
+        index.index_collection(collection.id)
+        assert index._vectors.count() == len(chunk_spans(LIGHTHOUSE)) + 1
+        [best, *_] = index.search("painted ochre lighthouse", collection_ids=[collection.id])
+        assert "ochre" in best.text
+        assert embedder.calls >= 2  # the passages, then the question
+    finally:
+        index.close()
+    other = DocumentIndex(tmp_path / "documents.db", embedder=type("Other", (WordHashEmbedder,), {"name": "other"})())
+    try:
+        assert other._vectors.count() == 0  # another model's vectors are dropped, and made again
+        assert other.embed_pending() == len(chunk_spans(LIGHTHOUSE)) + 1
+    finally:
+        other.close()
