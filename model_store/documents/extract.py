@@ -116,7 +116,10 @@ def _decode(path: Path, data: bytes, cut: bool) -> tuple[str, list[str]]:
                           (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
                           (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
-            return data.decode(encoding, errors="replace"), []
+            text = data.decode(encoding, errors="replace")
+            if _looks_garbled(text[:SNIFF_BYTES]):  # random bytes can start like a byte order mark
+                raise UnreadableDocumentError(path, "it is a binary file, not text")
+            return text, []
     if _looks_binary(data[:SNIFF_BYTES]):
         raise UnreadableDocumentError(path, "it is a binary file, not text")
     try:
@@ -148,6 +151,11 @@ def _looks_binary(head: bytes) -> bool:
         return True
     control = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13, 27))
     return bool(head) and control / len(head) > 0.10
+
+
+def _looks_garbled(text: str) -> bool:
+    bad = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\f\x1b"))
+    return bool(text) and bad / len(text) > 0.10
 
 
 def _finish(path: Path, title: str, pages: list[tuple[int | None, str]], notes: list[str]) -> ExtractedText:
