@@ -15,10 +15,13 @@ def write_tiny_gguf(
     name: str = "Tiny Test",
     chat_template: str | None = None,
     context_length: int = 256,
+    uint32_keys: dict[str, int] | None = None,
 ) -> Path:
-    """A GGUF with a few metadata keys and two small tensors; returns ``path``."""
+    """A GGUF with a few metadata keys (and ``uint32_keys``) and two small tensors; returns ``path``."""
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name(name)
+    for key, value in (uint32_keys or {}).items():
+        writer.add_uint32(key, value)
     writer.add_context_length(context_length)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
