@@ -262,10 +262,13 @@ class DocumentIndex:
         keyword = self._keyword_ranking(query, owners, CANDIDATES if self._embedder else k)
         ranked = keyword
         if self._embedder is not None and self._vectors.count():
-            query_vector = self._embedder.embed([query])[0]
-            allowed = self._owner_file_ids(owners)
-            similar = self._vectors.nearest(query_vector, allowed, CANDIDATES)
-            ranked = fuse_rankings([keyword, similar])
+            try:
+                query_vector = self._embedder.embed([query])[0]
+            except Exception as exc:  # noqa: BLE001 - the embedding model failed: keywords still answer
+                log.warning("Searching by keywords only: the embedding model failed: %s", exc)
+            else:
+                similar = self._vectors.nearest(query_vector, self._owner_file_ids(owners), CANDIDATES)
+                ranked = fuse_rankings([keyword, similar])
         return self._passages(ranked[:k])
 
     def passage(self, chunk_id: int) -> Passage:
@@ -302,6 +305,20 @@ class DocumentIndex:
             progress(done, len(pending))
         self._vectors.invalidate()
         return done
+
+    def use_embedder(self, embedder) -> None:
+        """Search with ``embedder`` from now on (None: bm25 alone); vectors of another model are dropped.
+
+        Follow with :meth:`embed_pending` to give the passages vectors.
+        """
+        self._embedder = embedder
+        self._forget_other_vectors()
+        self._vectors.invalidate()
+
+    @property
+    def embedder_name(self) -> str | None:
+        """The embedding model's name, or None when search is bm25 alone."""
+        return getattr(self._embedder, "name", None)
 
     def rebuild(self, *, progress: Callable[[IndexProgress], None] = lambda p: None,
                 cancel: threading.Event | None = None) -> IndexReport:
@@ -349,13 +366,17 @@ class DocumentIndex:
             version = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise DocumentError(self.path, f"it was made by a newer Hearth (index version {version})")
+        self._forget_other_vectors()
+
+    def _forget_other_vectors(self) -> None:
         name = getattr(self._embedder, "name", None)
-        if name is not None:
-            with self._writing() as db:
-                old = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
-                if old is None or old[0] != name:  # vectors of another model do not compare with this one's
-                    db.execute("DELETE FROM vectors")
-                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedder', ?)", (name,))
+        if name is None:
+            return
+        with self._writing() as db:
+            old = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+            if old is None or old[0] != name:  # vectors of another model do not compare with this one's
+                db.execute("DELETE FROM vectors")
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedder', ?)", (name,))
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -444,7 +465,10 @@ class DocumentIndex:
             self._write_lock.release()
         self._vectors.invalidate()
         if self._embedder is not None and not report.cancelled:
-            self.embed_pending(cancel=cancel)
+            try:
+                self.embed_pending(cancel=cancel)
+            except Exception as exc:  # noqa: BLE001 - the passages are indexed; vectors follow on the next run
+                log.warning("Passages were indexed but not embedded: %s", exc)
 
     def _index_one(self, db: sqlite3.Connection, owner_kind: str, owner_id: str, path: Path,
                    known: tuple | None, report: IndexReport) -> int:
