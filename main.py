@@ -248,7 +248,16 @@ def main(argv: list[str]) -> int:
         providers=ProviderStore(paths.providers_file),
         api_tokens=ApiTokenStore(),
         documents_file=paths.data_dir / "documents.db",
+        find_embedder=lambda: installed_embedder(registry),
     )
+
+
+def installed_embedder(registry: ModelRegistry):
+    """An installed GGUF embedding model, ready to embed (its process starts on first use), or None."""
+    from inference.embeddings import LlamaEmbedder, first_embedding_model
+
+    path = first_embedding_model(model.path for model in registry.all() if model.path.exists())
+    return LlamaEmbedder(path) if path is not None else None
 
 
 if __name__ == "__main__":

@@ -146,12 +146,14 @@ def build_ui(
     providers: ProviderStore | None = None,
     api_tokens: ApiTokenStore | None = None,
     documents_file: Path | None = None,
+    find_embedder: Callable[[], object | None] | None = None,
 ) -> Ui:
     """Create the window, its store and its inference thread, wired and started; the default model starts loading.
 
     With ``providers``, conversations can answer with a provider's model (File › Providers…); with
     ``api_tokens``, Settings can switch on the local API server, which shares the window's model; with
-    ``documents_file``, conversations chat with documents (attachments and collections, indexed there).
+    ``documents_file``, conversations chat with documents (attachments and collections, indexed there),
+    searched by meaning too when ``find_embedder`` gives an installed embedding model.
     """
     store = open_conversation_store(conversations_file)
     errors = StorageErrors()
@@ -179,24 +181,31 @@ def build_ui(
     window.load_model(None)
     if api is not None:
         api.apply(window.settings)
-    documents = open_documents(window, documents_file) if documents_file is not None else None
+    documents = open_documents(window, documents_file, find_embedder) if documents_file is not None else None
     return Ui(window, worker_thread, store, writer, downloads, api, documents)
 
 
-def open_documents(window: MainWindow, path: Path):
-    """Open the document index at ``path``, wire it into ``window`` and re-index its collections."""
+def open_documents(window: MainWindow, path: Path, find_embedder: Callable[[], object | None] | None = None):
+    """Open the document index at ``path``, wire it into ``window`` and re-index its collections.
+
+    ``find_embedder`` (called off the GUI thread) gives an installed embedding model, or None.
+    """
     from gui.documents import DocumentsController, DocumentTasks
 
     try:
-        from model_store.documents.index import DocumentIndex
-        index = DocumentIndex(path)
+        from model_store.documents.index import open_index
+        index, damaged = open_index(path)
     except Exception as exc:  # noqa: BLE001 - the window works without documents, and says why
         log.warning("Documents are off: %s", exc)
         window.panel.chat_view.add_notice(f"Chatting with documents is not available: {describe_error(exc)}")
         return None
+    if damaged:
+        window.panel.chat_view.add_notice(damaged)
     tasks = DocumentTasks(index)
     window.documents = DocumentsController(window, tasks)
     tasks.index_all()  # incremental: unchanged files are skipped
+    if find_embedder is not None:
+        tasks.use_embedder(find_embedder)
     return tasks
 
 
@@ -227,6 +236,7 @@ def run_app(
     providers: ProviderStore | None = None,
     api_tokens: ApiTokenStore | None = None,
     documents_file: Path | None = None,
+    find_embedder: Callable[[], object | None] | None = None,
 ) -> int:
     """Show the window and run the event loop until the user quits; returns the exit code."""
     _keep_bundle_libraries_to_ourselves()
@@ -242,7 +252,7 @@ def run_app(
     follow_system_theme(app)
     ui = build_ui(choose_model=choose_model, probe_hardware=probe_hardware, settings=settings,
                   conversations_file=conversations_file, cache_dir=cache_dir, models=models, providers=providers,
-                  api_tokens=api_tokens, documents_file=documents_file)
+                  api_tokens=api_tokens, documents_file=documents_file, find_embedder=find_embedder)
     instance.activated.connect(ui.window.bring_to_front)
     app.aboutToQuit.connect(lambda: shut_down(ui))
     ui.window.show()

@@ -86,6 +86,7 @@ class DocumentTasks(QObject):
         self.index = index
         self._jobs: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
+        self._embedder = None  # the embedding model use_embedder found (closed with the tasks)
         self._idle = threading.Event()
         self._idle.set()
         self._thread = threading.Thread(target=self._work, name="document-index", daemon=True)
@@ -99,7 +100,8 @@ class DocumentTasks(QObject):
             files: list[Path] = []
             for path in paths:  # listing a big folder is slow too: here, not on the GUI thread
                 files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
-            report = self.index.attach(conversation_id, files, progress=self._report, cancel=self._cancel)
+            report = self.index.attach(conversation_id, files, progress=self._report, cancel=self._cancel,
+                                       embed_progress=self._report_embedding)
             self._emit2(self.attached, conversation_id, report)
             self._emit2(self.attachments_listed, conversation_id, self.index.attachments(conversation_id))
 
@@ -123,7 +125,7 @@ class DocumentTasks(QObject):
     def index_collection(self, collection_id: str) -> None:
         """Re-index one collection, incrementally (queued)."""
         self._submit(lambda: self._emit2(self.indexed, collection_id, self.index.index_collection(
-            collection_id, progress=self._report, cancel=self._cancel)))
+            collection_id, progress=self._report, cancel=self._cancel, embed_progress=self._report_embedding)))
 
     def add_collection(self, name: str, folder: Path) -> None:
         """Add a folder as a named collection and index it (queued); ``collection_added``, then ``indexed``."""
@@ -149,6 +151,20 @@ class DocumentTasks(QObject):
     def index_all(self) -> None:
         """Re-index every collection (at start-up and on demand)."""
         self._submit(lambda: [self.index_collection(c.id) for c in self.index.collections()])
+
+    def use_embedder(self, find: Callable[[], object | None]) -> None:
+        """Search by meaning too when ``find`` (called on the worker thread) gives an embedding model.
+
+        Passages without vectors are embedded then, with progress in the status bar.
+        """
+        def job() -> None:
+            embedder = find()
+            if embedder is not None:
+                self._embedder = embedder
+                self.index.use_embedder(embedder)
+                self.index.embed_pending(progress=self._report_embedding, cancel=self._cancel)
+
+        self._submit(job)
 
     def retrieve(self, request_id: int, messages, *, conversation_id: str | None, collection_ids: Sequence[str],
                  n_ctx: int, max_tokens: int, cancel: threading.Event, earlier: Sequence[Source] = ()) -> None:
@@ -195,6 +211,8 @@ class DocumentTasks(QObject):
         self._jobs.put(None)
         self._thread.join(timeout)
         self.index.close()
+        if self._embedder is not None:
+            self._embedder.close()
 
     # ------------------------------------------------------------ internals
 
@@ -218,6 +236,9 @@ class DocumentTasks(QObject):
 
     def _report(self, progress) -> None:
         self._emit1(self.progress, f"Indexing {progress.done_files:,} of {progress.total_files:,} files…")
+
+    def _report_embedding(self, done: int, total: int) -> None:
+        self._emit1(self.progress, f"Reading {done:,} of {total:,} passages for meaning…")
 
     def _emit1(self, signal, value) -> None:
         try:

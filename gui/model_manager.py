@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from gui.background import BackgroundCall
 from gui.download_manager import DownloadManager, progress_text
+from inference.embeddings import is_embedding_model
 from inference.gguf_info import check_architecture_known, read_gguf_info
 from inference.hardware import Hardware
 from inference.selector import Preferences, Verdict, download_verdict, estimated_info
@@ -104,6 +105,7 @@ class ModelManager(QDialog):
         self._hardware_call = BackgroundCall(self)
         self._import_call = BackgroundCall(self)
         self._facts_call = BackgroundCall(self)
+        self._facts_info = None  # the GgufInfo of the installed model last selected
         self._token_call = BackgroundCall(self)
         self._facts_call.done.connect(self._show_model_facts)
         self._token_call.done.connect(self._show_token_state)
@@ -299,11 +301,14 @@ class ModelManager(QDialog):
 
     @Slot(object)
     def _show_model_facts(self, info) -> None:
+        self._facts_info = info
         template = "has a chat template" if info.chat_template else "no chat template"
         context = f"{info.context_length:,}" if info.context_length else "?"
+        use = (" An embedding model: Hearth uses it to search your documents by meaning (after a restart); "
+               "it does not chat.") if is_embedding_model(info) else ""
         self.facts.setText(
             f"{info.name}: {info.architecture}, {info.parameter_count / 1e9:.2f} B parameters, {info.quantization}, "
-            f"context {context} tokens, {template}."
+            f"context {context} tokens, {template}.{use}"
         )
 
     @Slot(object)
@@ -315,7 +320,11 @@ class ModelManager(QDialog):
     def _use_selected(self) -> None:
         item = self.installed.currentItem()
         model = self._registry.get(item.data(ROLE)) if item else None
-        if model is not None:
+        info = self._facts_info
+        if model is not None and info is not None and info.path == model.path and is_embedding_model(info):
+            self.installed_status.setText(f"{model.display_name} is an embedding model: it searches your "
+                                          "documents, it cannot chat.")
+        elif model is not None:
             self.use_requested.emit(model)
 
     @Slot()

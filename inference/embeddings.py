@@ -16,22 +16,22 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from inference.errors import EngineCrashedError, GenerationError, ModelLoadError, from_wire, to_wire
+from inference.errors import EngineCrashedError, GenerationError, InferenceError, ModelLoadError, from_wire, to_wire
 from inference.gguf_info import GgufInfo
 from inference.process_engine import _log_file, exit_reason
 
 log = logging.getLogger(__name__)
 
 # Architectures that only embed (they have no next-token head worth chatting with).
-EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
-                                     "modern-bert", "t5encoder", "gemma-embedding", "neo-bert"})
+EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "eurobert",
+                                     "modern-bert", "t5encoder", "gemma-embedding", "neo-bert", "llama-embed"})
 READY_TIMEOUT_S = 120.0
 
 
@@ -48,6 +48,19 @@ class Embedder(Protocol):
 def is_embedding_model(info: GgufInfo) -> bool:
     """True for a GGUF made to embed text: an embedding architecture, or a header that declares its pooling."""
     return info.architecture in EMBEDDING_ARCHITECTURES or f"{info.architecture}.pooling_type" in info.metadata
+
+
+def first_embedding_model(paths: Iterable[Path]) -> Path | None:
+    """The first of ``paths`` that is a readable GGUF embedding model (headers only: off the GUI thread)."""
+    from inference.gguf_info import read_gguf_info
+
+    for path in paths:
+        try:
+            if is_embedding_model(read_gguf_info(Path(path))):
+                return Path(path)
+        except (InferenceError, OSError) as exc:
+            log.info("%s is not an embedding model Hearth can use: %s", path, exc)
+    return None
 
 
 class LlamaEmbedder:

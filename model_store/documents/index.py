@@ -186,8 +186,12 @@ class DocumentIndex:
             db.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
     def index_collection(self, collection_id: str, *, progress: Callable[[IndexProgress], None] = lambda p: None,
-                         cancel: threading.Event | None = None) -> IndexReport:
-        """Bring a collection up to date with its folder: new and changed files in, deleted files out."""
+                         cancel: threading.Event | None = None,
+                         embed_progress: Callable[[int, int], None] = lambda done, total: None) -> IndexReport:
+        """Bring a collection up to date with its folder: new and changed files in, deleted files out.
+
+        With an embedder, the new passages are then embedded (``embed_progress(done, total)``).
+        """
         with self._reading() as db:
             row = db.execute("SELECT folder FROM collections WHERE id = ?", (collection_id,)).fetchone()
         if row is None:
@@ -199,6 +203,7 @@ class DocumentIndex:
             return report  # its passages stay: the folder may be on a drive that is not plugged in
         files = list(_document_files(folder))
         self._index_files(COLLECTION, collection_id, files, report, progress, cancel, remove_missing=True)
+        self._embed_after(report, cancel, embed_progress)
         if not report.cancelled:
             with self._writing() as db:
                 db.execute("UPDATE collections SET updated_at = ? WHERE id = ?", (time.time(), collection_id))
@@ -208,11 +213,13 @@ class DocumentIndex:
 
     def attach(self, conversation_id: str, paths: Sequence[Path], *,
                progress: Callable[[IndexProgress], None] = lambda p: None,
-               cancel: threading.Event | None = None) -> IndexReport:
+               cancel: threading.Event | None = None,
+               embed_progress: Callable[[int, int], None] = lambda done, total: None) -> IndexReport:
         """Index ``paths`` as attachments of one conversation (a file attached again is read again if it changed)."""
         report = IndexReport()
         files = [Path(p).expanduser().resolve() for p in paths]
         self._index_files(CONVERSATION, conversation_id, files, report, progress, cancel, remove_missing=False)
+        self._embed_after(report, cancel, embed_progress)
         return report
 
     def attachments(self, conversation_id: str) -> list[Attachment]:
@@ -464,11 +471,15 @@ class DocumentIndex:
             db.execute("COMMIT")
             self._write_lock.release()
         self._vectors.invalidate()
-        if self._embedder is not None and not report.cancelled:
-            try:
-                self.embed_pending(cancel=cancel)
-            except Exception as exc:  # noqa: BLE001 - the passages are indexed; vectors follow on the next run
-                log.warning("Passages were indexed but not embedded: %s", exc)
+
+    def _embed_after(self, report: IndexReport, cancel: threading.Event | None,
+                     progress: Callable[[int, int], None]) -> None:
+        if self._embedder is None or report.cancelled:
+            return
+        try:
+            self.embed_pending(cancel=cancel, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - the passages are indexed; vectors follow on the next run
+            log.warning("Passages were indexed but not embedded: %s", exc)
 
     def _index_one(self, db: sqlite3.Connection, owner_kind: str, owner_id: str, path: Path,
                    known: tuple | None, report: IndexReport) -> int:
@@ -568,6 +579,34 @@ class DocumentIndex:
         return [Passage(chunk_id=i, path=Path(by_id[i][1]), title=by_id[i][2], page=by_id[i][3], start=by_id[i][4],
                         end=by_id[i][5], text=by_id[i][6], score=score)
                 for i, score in ranked if i in by_id]
+
+
+def open_index(path: Path, *, embedder=None) -> tuple[DocumentIndex, str | None]:
+    """The index at ``path``, and a sentence when its file was damaged and a new one had to be started.
+
+    A damaged file (not a database, or failing SQLite's quick check) is moved aside with
+    its journal, never deleted: the documents themselves are untouched and can be added again.
+    """
+    path = Path(path)
+    try:
+        index = DocumentIndex(path, embedder=embedder)
+        with index._reading() as db:
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if verdict == "ok":
+            return index, None
+        index.close()
+        problem = verdict
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.replace(aside.with_name(aside.name + suffix))
+    log.error("The document index %s was damaged (%s); moved to %s", path, problem, aside)
+    sentence = (f"The document index was damaged ({problem}), so Hearth started a new one and kept the old file as "
+                f"{aside.name}. Your files are untouched: attach them or add their folders again.")
+    return DocumentIndex(path, embedder=embedder), sentence
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -260,3 +260,25 @@ def test_a_dropped_folder_asks_then_attaches_its_files(qtbot, docs, tmp_path: Pa
     with qtbot.waitSignal(ready.listed, timeout=30_000):
         attach.click()
     assert sorted(window.panel.chips.titles) == ["plan.md", "two.txt"]
+
+
+def test_with_an_embedding_model_a_collection_is_searched_by_meaning_too(
+        qtbot, docs, builtin_model_path: Path, tmp_path: Path) -> None:
+    from inference.embeddings import LlamaEmbedder
+
+    window, tasks, events, requests, ready = docs
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "lighthouse.md").write_text(FACT, encoding="utf-8")
+    (folder / "tides.md").write_text("Spring tides at Vallorn reach four metres in March.", encoding="utf-8")
+    # The built-in chat model stands in for an embedding model (none can be downloaded here).
+    tasks.use_embedder(lambda: LlamaEmbedder(builtin_model_path, threads=1))
+    said: list[str] = []
+    tasks.progress.connect(said.append)
+    window.documents.keep_as_collection(folder, "Notes")
+    qtbot.waitUntil(lambda: tasks.wait_idle(0) and tasks.index._vectors.count() == 2, timeout=120_000)
+    assert tasks.index.embedder_name.startswith(builtin_model_path.name)
+    assert "Reading 2 of 2 passages for meaning…" in said
+    with qtbot.waitSignal(events.reply_finished, timeout=120_000):
+        send(qtbot, window, "Who painted the lighthouse?")
+    assert FACT in requests.sent[-1].messages[-1]["content"]

@@ -16,6 +16,7 @@ from model_store.credentials import TokenStore
 from model_store.downloads import ModelDownloader
 from model_store.hub import HubClient
 from model_store.registry import ModelRegistry
+from tests.gguf_factory import write_tiny_gguf
 
 pytestmark = pytest.mark.gui
 
@@ -115,3 +116,17 @@ def test_an_unreachable_hub_is_said_plainly(qtbot, tmp_path: Path) -> None:
     qtbot.addWidget(window)
     window.search("qwen")
     qtbot.waitUntil(lambda: "cannot be reached" in window.find_status.text(), timeout=10_000)
+
+
+def test_an_imported_embedding_model_is_said_to_search_documents_and_is_not_used_to_chat(
+        qtbot, manager, tmp_path: Path) -> None:
+    window, _, registry = manager
+    embedder = write_tiny_gguf(tmp_path / "bge-small.gguf", architecture="bert")
+    window.import_file(embedder)
+    qtbot.waitUntil(lambda: window.installed.count() == 1, timeout=10_000)
+    window.installed.setCurrentRow(0)
+    qtbot.waitUntil(lambda: "embedding model" in window.facts.text(), timeout=10_000)
+    used = []
+    window.use_requested.connect(used.append)
+    window._use_selected()
+    assert used == [] and "cannot chat" in window.installed_status.text()

@@ -288,3 +288,21 @@ def test_with_an_embedder_search_is_hybrid(tmp_path: Path) -> None:
         assert other.embed_pending() == len(chunk_spans(LIGHTHOUSE)) + 1
     finally:
         other.close()
+
+
+def test_a_damaged_index_file_is_put_aside_and_a_new_one_started(tmp_path: Path) -> None:
+    from model_store.documents.index import open_index
+
+    path = tmp_path / "documents.db"
+    index, damaged = open_index(path)
+    assert damaged is None
+    index.close()
+    path.write_bytes(b"this is not a database" * 100)
+    index, damaged = open_index(path)
+    try:
+        assert damaged and "started a new one" in damaged and "Your files are untouched" in damaged
+        kept = [p for p in tmp_path.iterdir() if p.name.startswith("documents.db.damaged-")]
+        assert [p.read_bytes()[:22] for p in kept if not p.name.endswith(("-wal", "-shm"))] == [b"this is not a database"]
+        assert index.collections() == []
+    finally:
+        index.close()
