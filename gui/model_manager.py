@@ -163,10 +163,12 @@ class ModelManager(QDialog):
     def _show_recommended(self) -> None:
         self.results.clear()
         for pick in RECOMMENDED:
-            item = QListWidgetItem(f"{pick.repo_id} · {pick.label} · about {pick.approx_gb:.1f} GB\n{pick.why}")
+            size = f"{pick.approx_gb:.1f} GB" if pick.approx_gb >= 0.1 else f"{pick.approx_gb * 1000:.0f} MB"
+            kind = " · embedding model (for documents)" if pick.kind == "embedding" else ""
+            item = QListWidgetItem(f"{pick.repo_id} · {pick.label} · about {size}{kind}\n{pick.why}")
             item.setData(ROLE, pick.repo_id)
             self.results.addItem(item)
-        self.find_status.setText("Recommended small chat models (search the Hub for more):")
+        self.find_status.setText("Recommended small models (search the Hub for more):")
 
     @Slot(object)
     def _show_details(self, details: RepoDetails) -> None:

@@ -34,6 +34,16 @@ EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "ji
                                      "modern-bert", "t5encoder", "gemma-embedding", "neo-bert", "llama-embed"})
 READY_TIMEOUT_S = 120.0
 
+# What some models were trained to see before a question and before a passage, by a part of the file name.
+TASK_PREFIXES = (
+    ("nomic-embed", "search_query: ", "search_document: "),
+    ("embeddinggemma", "task: search result | query: ", "title: none | text: "),
+    ("bge-small-en", "Represent this sentence for searching relevant passages: ", ""),
+    ("bge-base-en", "Represent this sentence for searching relevant passages: ", ""),
+    ("bge-large-en", "Represent this sentence for searching relevant passages: ", ""),
+    ("e5-", "query: ", "passage: "),
+)
+
 
 class Embedder(Protocol):
     """What the document index needs of an embedding model."""
@@ -41,8 +51,18 @@ class Embedder(Protocol):
     name: str
     dimensions: int
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...  # passages
+    def embed_query(self, text: str) -> np.ndarray: ...  # one question, as the model expects questions
     def close(self) -> None: ...
+
+
+def task_prefixes(path: Path) -> tuple[str, str]:
+    """(before a question, before a passage) for models trained with such prefixes, else empty strings."""
+    name = Path(path).name.lower()
+    for part, query, document in TASK_PREFIXES:
+        if part in name:
+            return query, document
+    return "", ""
 
 
 def is_embedding_model(info: GgufInfo) -> bool:
@@ -79,6 +99,7 @@ class LlamaEmbedder:
         self.path = Path(path)
         self.name = f"{self.path.name}:{self.path.stat().st_size}"
         self.dimensions = 0
+        self._query_prefix, self._document_prefix = task_prefixes(self.path)
         self._threads = threads
         self._context = context
         self._spawn = multiprocessing.get_context("spawn")
@@ -92,21 +113,28 @@ class LlamaEmbedder:
         """The embedding process's id while it runs."""
         return self._process.pid if self._process is not None and self._process.is_alive() else None
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """The unit vector of one question (with the model's question prefix, if it has one)."""
+        return self._embed([self._query_prefix + text])[0]
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One L2-normalised float32 row per text (texts longer than ``context`` tokens are cut).
+        """One L2-normalised float32 row per passage (texts longer than ``context`` tokens are cut).
 
         Raises:
             ModelLoadError: llama.cpp refused the file.
             EngineCrashedError: the embedding process died (the next call starts a new one).
             GenerationError: after :meth:`close`, or llama.cpp failed on the texts.
         """
+        return self._embed([self._document_prefix + str(t) for t in texts])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             if self._closed:
                 raise GenerationError("The embedding model was closed.")
             self._ensure_process()
             if not texts:
                 return np.zeros((0, self.dimensions), dtype=np.float32)
-            self._conn.send(("embed", [str(t) for t in texts]))
+            self._conn.send(("embed", texts))
             reply = self._receive()
             if reply[0] != "vectors":
                 raise from_wire(reply[1], reply[2], default=GenerationError)

@@ -1,4 +1,4 @@
-"""A short list of small instruction-tuned GGUF models for people who don't know where to start."""
+"""A short list of small GGUF models for people who don't know where to start: chat models, and one embedding model."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ class Recommendation:
     label: str
     approx_gb: float
     why: str
+    kind: str = "chat"  # or "embedding": searches documents by meaning, does not chat
 
 
 RECOMMENDED = (
@@ -25,4 +26,8 @@ RECOMMENDED = (
     Recommendation("bartowski/Llama-3.2-3B-Instruct-GGUF", "Q4_K_M", 2.0, "Noticeably smarter; needs 4 GB of RAM."),
     Recommendation("bartowski/Phi-3.5-mini-instruct-GGUF", "Q4_K_M", 2.4, "Strong at reasoning for its size."),
     Recommendation("Qwen/Qwen2.5-7B-Instruct-GGUF", "Q4_K_M", 4.7, "A capable all-rounder; 8 GB of RAM or a GPU."),
+    # nomic-embed-text-v1.5.Q4_K_M.gguf is 84.1 MB (the repository's file page, 2024-02 llama.cpp-compatible upload).
+    Recommendation("nomic-ai/nomic-embed-text-v1.5-GGUF", "Q4_K_M", 0.08,
+                   "Not a chat model: lets Hearth search your documents by meaning as well as by words.",
+                   kind="embedding"),
 )

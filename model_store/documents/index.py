@@ -270,7 +270,8 @@ class DocumentIndex:
         ranked = keyword
         if self._embedder is not None and self._vectors.count():
             try:
-                query_vector = self._embedder.embed([query])[0]
+                embed_query = getattr(self._embedder, "embed_query", None)
+                query_vector = embed_query(query) if embed_query else self._embedder.embed([query])[0]
             except Exception as exc:  # noqa: BLE001 - the embedding model failed: keywords still answer
                 log.warning("Searching by keywords only: the embedding model failed: %s", exc)
             else:

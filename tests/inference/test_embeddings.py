@@ -72,3 +72,16 @@ def test_embedding_models_are_recognised_by_their_header(builtin_model_path: Pat
     pooled = write_tiny_gguf(tmp_path / "qwen3-embedding.gguf", architecture="qwen3",
                              uint32_keys={"qwen3.pooling_type": 3})  # Qwen3-Embedding: a decoder that pools
     assert is_embedding_model(read_gguf_info(bert)) and is_embedding_model(read_gguf_info(pooled))
+
+
+def test_questions_and_passages_get_the_prefixes_their_model_was_trained_with() -> None:
+    from inference.embeddings import task_prefixes
+
+    assert task_prefixes(Path("nomic-embed-text-v1.5.Q4_K_M.gguf")) == ("search_query: ", "search_document: ")
+    assert task_prefixes(Path("embeddinggemma-300M-Q8_0.gguf"))[0].startswith("task: search result")
+    assert task_prefixes(Path("gemma-3-270m.gguf")) == ("", "")
+
+
+def test_a_question_embeds_like_a_passage_without_prefixes(embedder: LlamaEmbedder) -> None:
+    assert np.allclose(embedder.embed_query("Who kept the light?"), embedder.embed(["Who kept the light?"])[0],
+                       atol=1e-2)
