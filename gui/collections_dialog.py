@@ -49,8 +49,12 @@ class CollectionsDialog(QDialog):
         self.reindex_button.clicked.connect(self._reindex)
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(self._remove)
+        self.rebuild_button = QPushButton("Rebuild index")
+        self.rebuild_button.setToolTip("Read every collection and attached file again from the disk "
+                                       "(the files themselves are not changed).")
+        self.rebuild_button.clicked.connect(self._rebuild)
         buttons = QHBoxLayout()
-        for button in (add, self.reindex_button, self.remove_button):
+        for button in (add, self.reindex_button, self.remove_button, self.rebuild_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -110,6 +114,11 @@ class CollectionsDialog(QDialog):
     def _reindex(self) -> None:
         if self._selected():
             self._tasks.index_collection(self._selected())
+
+    @Slot()
+    def _rebuild(self) -> None:
+        self.problems.clear()
+        self._tasks.rebuild()
 
     @Slot()
     def _remove(self) -> None:

@@ -144,6 +144,11 @@ class DocumentTasks(QObject):
 
         self._submit(job)
 
+    def rebuild(self) -> None:
+        """Read every collection and attachment again from its file (queued); ``indexed`` follows with ""."""
+        self._submit(lambda: self._emit2(self.indexed, "", self.index.rebuild(
+            progress=self._report, cancel=self._cancel, embed_progress=self._report_embedding)))
+
     def list_collections(self) -> None:
         """Read the collections (queued behind indexing, so the counts are fresh)."""
         self._submit(lambda: self._emit1(self.collections_listed, self.index.collections()))

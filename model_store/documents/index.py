@@ -329,7 +329,8 @@ class DocumentIndex:
         return getattr(self._embedder, "name", None)
 
     def rebuild(self, *, progress: Callable[[IndexProgress], None] = lambda p: None,
-                cancel: threading.Event | None = None) -> IndexReport:
+                cancel: threading.Event | None = None,
+                embed_progress: Callable[[int, int], None] = lambda done, total: None) -> IndexReport:
         """Throw away every passage and read every collection and attachment again from its file."""
         with self._writing() as db:
             owners = db.execute("SELECT DISTINCT owner_kind, owner_id FROM files").fetchall()
@@ -337,13 +338,14 @@ class DocumentIndex:
             db.execute("UPDATE files SET size = -1, sha256 = ''")  # nothing counts as unchanged
         report = IndexReport()
         for (collection_id,) in self._collection_ids():
-            part = self.index_collection(collection_id, progress=progress, cancel=cancel)
-            _merge(report, part)
+            _merge(report, self.index_collection(collection_id, progress=progress, cancel=cancel,
+                                                 embed_progress=embed_progress))
         by_conversation: dict[str, list[Path]] = {}
         for conversation_id, path in attached:
             by_conversation.setdefault(conversation_id, []).append(Path(path))
         for conversation_id, paths in by_conversation.items():
-            _merge(report, self.attach(conversation_id, paths, progress=progress, cancel=cancel))
+            _merge(report, self.attach(conversation_id, paths, progress=progress, cancel=cancel,
+                                       embed_progress=embed_progress))
         log.info("Rebuilt the document index for %d owners", len(owners))
         return report
 

@@ -233,8 +233,14 @@ def test_the_collections_dialog_lists_collections_and_chooses_them_per_conversat
     qtbot.waitUntil(lambda: tasks.wait_idle(0), timeout=10_000)
     qtbot.wait(100)  # the table is filled again from the fresh counts
     item = dialog.table.topLevelItem(0)
+    collection_id = item.data(0, Qt.ItemDataRole.UserRole)
     item.setCheckState(0, Qt.CheckState.Unchecked)
     assert window.panel.session.conversation.settings["collections"] == []
+
+    (folder / "a.md").write_text(FACT.replace("green", "blue"), encoding="utf-8")
+    qtbot.mouseClick(dialog.rebuild_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tasks.wait_idle(0) and dialog.problems.count() >= 1, timeout=10_000)
+    assert "blue" in tasks.index.search("painted blue", collection_ids=[collection_id])[0].text
     dialog.close()
 
 

@@ -307,3 +307,17 @@ def test_a_damaged_index_file_is_put_aside_and_a_new_one_started(tmp_path: Path)
         assert index.collections() == []
     finally:
         index.close()
+
+
+def test_a_folder_of_20000_files_is_indexed_and_then_skipped(index: DocumentIndex, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    for d in range(200):
+        _folder(folder / f"d{d:03}", {f"n{i:03}.txt": f"note {d}-{i} about otters" for i in range(100)})
+    (folder / "d000" / "photo.jpg").write_bytes(b"\xff\xd8\xff")  # skipped by name, without opening it
+    collection = index.add_collection("Many", folder)
+    seen: list = []
+    report = index.index_collection(collection.id, progress=seen.append)
+    assert (report.indexed, report.problems) == (20_000, [])
+    assert len(seen) < 200 and seen[-1].done_files == seen[-1].total_files == 20_000  # a few a second at most
+    assert index.index_collection(collection.id).skipped_unchanged == 20_000
+    assert index.search("note 123-45", collection_ids=[collection.id], k=1)[0].title == "n045.txt"
