@@ -45,6 +45,11 @@ COMMIT_EVERY_S = 0.5
 EMBED_BATCH = 16
 CANDIDATES = 50  # how many each ranking contributes before fusion
 MAX_QUERY_TERMS = 32
+# bm25 scores every passage that holds any word of the question, so a word found in most passages ("the", "if")
+# makes a search over a big collection slow. The rarest words choose the passages, until this many would be
+# scored; every word still scores them (see _keyword_ranking). A passage that holds only common words is left out.
+POSTINGS_BUDGET = 8_000
+TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 COLLECTION = "collection"
 CONVERSATION = "conversation"
@@ -65,10 +70,27 @@ CREATE TABLE IF NOT EXISTS chunks (
     seq INTEGER NOT NULL, page INTEGER, start INTEGER NOT NULL, "end" INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (file_id, seq);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5 (title, text, tokenize = 'porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5 (title, text, tokenize = '{tokenizer}');
 CREATE TABLE IF NOT EXISTS vectors (
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE, vector BLOB NOT NULL
 );
+""".replace("{tokenizer}", TOKENIZER)
+_BM25_SQL = ("SELECT t.rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text t"
+             " JOIN chunks k ON k.id = t.rowid JOIN files f ON f.id = k.file_id"
+             " WHERE chunk_text MATCH ? AND {owners} ORDER BY rank LIMIT ?")
+_BM25_AMONG_SQL = (
+    "WITH doubled AS MATERIALIZED (SELECT rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text"
+    " WHERE chunk_text MATCH ?),"
+    " choosing AS MATERIALIZED (SELECT rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text"
+    " WHERE chunk_text MATCH ?)"
+    " SELECT d.rowid, d.rank - c.rank AS rank FROM doubled d JOIN choosing c ON c.rowid = d.rowid"
+    " JOIN chunks k ON k.id = d.rowid JOIN files f ON f.id = k.file_id WHERE {owners} ORDER BY rank LIMIT ?")
+# Per reading connection: the question's words run through the index's own tokenizer (porter stems them), and how
+# many passages hold each stem.
+_QUERY_SCHEMA = f"""
+CREATE VIRTUAL TABLE temp.query_words USING fts5 (word, tokenize = '{TOKENIZER}');
+CREATE VIRTUAL TABLE temp.query_stems USING fts5vocab (temp, query_words, instance);
+CREATE VIRTUAL TABLE temp.chunk_vocab USING fts5vocab (main, chunk_text, row);
 """
 
 
@@ -414,6 +436,7 @@ class DocumentIndex:
             db = self._readers.pop() if self._readers else None
         if db is None:
             db = self._connect()
+            db.executescript(_QUERY_SCHEMA)
         try:
             yield db
         finally:
@@ -546,17 +569,23 @@ class DocumentIndex:
         return f"({clause})", [value for owner in owners for value in owner]
 
     def _keyword_ranking(self, query: str, owners: Sequence[tuple[str, str]], limit: int) -> list[tuple[int, float]]:
-        match = fts_query(query)
-        if not match:
+        words = query_words(query)
+        if not words:
             return []
         clause, args = self._owner_clause(owners)
         with self._reading() as db:
-            rows = db.execute(
-                "SELECT t.rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text t"
-                " JOIN chunks k ON k.id = t.rowid JOIN files f ON f.id = k.file_id"
-                f" WHERE chunk_text MATCH ? AND {clause} ORDER BY rank LIMIT ?",
-                [match, *args, limit]).fetchall()
-        return [(chunk_id, -rank) for chunk_id, rank in rows]  # bm25() is lower-is-better
+            choosing = _within_budget(words, _passages_per_word(db, words))
+            if len(choosing) == len(words):
+                rows = db.execute(_BM25_SQL.format(owners=clause), [match_expression(words), *args, limit])
+            else:
+                # bm25 is a sum over the expression's phrases. "(choosing) AND (all words)" matches only the
+                # passages that hold a choosing word but scores every word, the choosing ones twice; taking off
+                # the choosing words' own score leaves exactly the bm25 of the whole question for those passages.
+                both = f"({match_expression(choosing)}) AND ({match_expression(words)})"
+                rows = db.execute(_BM25_AMONG_SQL.format(owners=clause),
+                                  [both, match_expression(choosing), *args, limit])
+            ranked = rows.fetchall()
+        return [(chunk_id, -rank) for chunk_id, rank in ranked]  # bm25() is lower-is-better
 
     def _owner_file_ids(self, owners: Sequence[tuple[str, str]]) -> set[int]:
         clause, args = self._owner_clause(owners)
@@ -615,17 +644,48 @@ def open_index(path: Path, *, embedder=None) -> tuple[DocumentIndex, str | None]
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression for free text: its words, each quoted, any of them (bm25 ranks by how many).
-
-    Quoting makes every word a plain term, so "AND", "NEAR", "*", quotes or
-    parentheses in the question are searched for, never parsed.
-    """
+def query_words(text: str) -> list[str]:
+    """The distinct words of ``text`` (lower case, longer than one letter, at most MAX_QUERY_TERMS), in order."""
     words: list[str] = []
     for word in _WORD.findall(text.lower()):
         if len(word) > 1 and word not in words:
             words.append(word)
-    return " OR ".join(f'"{w}"' for w in words[:MAX_QUERY_TERMS])
+    return words[:MAX_QUERY_TERMS]
+
+
+def match_expression(words: Sequence[str]) -> str:
+    """An FTS5 MATCH expression for ``words`` (from query_words): each quoted, any of them (bm25 ranks by how many).
+
+    Quoting makes every word a plain term, so "AND", "NEAR", "*", quotes or
+    parentheses in the question are searched for, never parsed.
+    """
+    return " OR ".join(f'"{w}"' for w in words)
+
+
+def _passages_per_word(db: sqlite3.Connection, words: Sequence[str]) -> list[int]:
+    """For each word, how many passages hold it as the index tokenizes it (the sum over its tokens, if several)."""
+    db.execute("DELETE FROM temp.query_words")
+    db.executemany("INSERT INTO temp.query_words (rowid, word) VALUES (?, ?)", enumerate(words))
+    stems = db.execute("SELECT doc, term FROM temp.query_stems").fetchall()
+    marks = ",".join("?" * len(stems))
+    held = dict(db.execute(f"SELECT term, doc FROM temp.chunk_vocab WHERE term IN ({marks})",
+                           [term for _, term in stems]).fetchall()) if stems else {}
+    counts = [0] * len(words)
+    for word_index, term in stems:
+        counts[word_index] += held.get(term, 0)
+    return counts
+
+
+def _within_budget(words: Sequence[str], passages: Sequence[int]) -> list[str]:
+    """The rarest of ``words`` whose passages add up to POSTINGS_BUDGET (at least one word), in their order."""
+    kept: set[int] = set()
+    total = 0
+    for i in sorted(range(len(words)), key=lambda i: passages[i]):
+        if kept and total + passages[i] > POSTINGS_BUDGET:
+            break
+        kept.add(i)
+        total += passages[i]
+    return [w for i, w in enumerate(words) if i in kept]
 
 
 def _document_files(folder: Path) -> Iterator[Path]:

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from model_store.documents.chunking import chunk_spans
-from model_store.documents.index import DocumentIndex, fts_query
+from model_store.documents import index as index_module
+from model_store.documents.index import DocumentIndex, match_expression, query_words
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -129,8 +130,27 @@ def test_any_question_is_a_safe_search(index: DocumentIndex, tmp_path: Path, que
     assert isinstance(index.search(query, conversation_id="c1"), list)
 
 
-def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('What is "NEAR" AND x*?') == '"what" OR "is" OR "near" OR "and"'
+def test_the_match_expression_quotes_every_word() -> None:
+    assert match_expression(query_words('What is "NEAR" AND x*?')) == '"what" OR "is" OR "near" OR "and"'
+
+
+def test_a_word_in_most_passages_is_left_out_of_a_search_over_many(index: DocumentIndex, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {f"note-{i}.txt": f"the common walrus note number {i}" for i in range(30)}
+    files["rare.txt"] = "the narwhal returns"
+    many = index.add_collection("Many", _folder(tmp_path / "many", files))
+    index.index_collection(many.id)
+    with index._reading() as db:  # counted as the index stems them: "returning" is held as "return"
+        assert index_module._passages_per_word(db, ["the", "narwhal", "returning", "absent"]) == [31, 1, 1, 0]
+    assert index_module._within_budget(["the", "narwhal"], [31, 1]) == ["the", "narwhal"]
+    question = "the narwhal returning walrus"
+    every_word = {p.path.name: p.score for p in index.search(question, collection_ids=[many.id], k=40)}
+    monkeypatch.setattr(index_module, "POSTINGS_BUDGET", 10)
+    assert index_module._within_budget(["the", "narwhal", "returning"], [31, 1, 1]) == ["narwhal", "returning"]
+    assert index_module._within_budget(["the"], [31]) == ["the"]  # one word is always searched for
+    found = index.search(question, collection_ids=[many.id], k=40)
+    assert [p.path.name for p in found] == ["rare.txt"]  # no passage is found by "the" or "walrus" alone
+    assert found[0].score == pytest.approx(every_word["rare.txt"])  # "the" still counts in its score
 
 
 def test_search_sees_only_the_collections_and_conversation_asked_for(index: DocumentIndex, tmp_path: Path) -> None:
