@@ -149,6 +149,10 @@ class DocumentTasks(QObject):
         self._submit(lambda: self._emit2(self.indexed, "", self.index.rebuild(
             progress=self._report, cancel=self._cancel, embed_progress=self._report_embedding)))
 
+    def forget_other_conversations(self, kept: set[str]) -> None:
+        """Drop, in the background, the attachments of conversations not in ``kept`` (deleted for good)."""
+        self._submit(lambda: self.index.forget_other_conversations(kept))
+
     def list_collections(self) -> None:
         """Read the collections (queued behind indexing, so the counts are fresh)."""
         self._submit(lambda: self._emit1(self.collections_listed, self.index.collections()))

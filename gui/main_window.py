@@ -161,7 +161,7 @@ class MainWindow(QMainWindow):
             return
         if self._writer.pending:
             self._show_status(OPENING)
-        self._after_writes(partial(self._open_now, self._opening, conversation_id, focus_message))
+        self.after_writes(partial(self._open_now, self._opening, conversation_id, focus_message))
 
     def _may_switch(self) -> bool:
         """False (and says why) while a reply runs or a message waits for the model."""
@@ -234,7 +234,7 @@ class MainWindow(QMainWindow):
 
         The dialog opens once queued writes (a preset saved a moment ago) are committed.
         """
-        self._after_writes(partial(self._edit_conversation_settings, self.panel.session))
+        self.after_writes(partial(self._edit_conversation_settings, self.panel.session))
 
     def _edit_conversation_settings(self, session: ChatSession) -> None:
         if session is not self.panel.session:
@@ -529,7 +529,7 @@ class MainWindow(QMainWindow):
         """Save a snapshot of the settings off the GUI thread (the file is written with fsync)."""
         self._settings_saver.save(copy.deepcopy(self._settings))
 
-    def _after_writes(self, then: Callable[[], None]) -> None:
+    def after_writes(self, then: Callable[[], None]) -> None:
         """Run ``then`` on the GUI thread once every queued write is committed: now if none is queued."""
         if not self._writer.pending:
             then()
@@ -647,7 +647,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _search(self, text: str) -> None:
         self._searching += 1
-        self._after_writes(partial(self._show_hits, self._searching, text))  # the newest words too
+        self.after_writes(partial(self._show_hits, self._searching, text))  # the newest words too
 
     def _show_hits(self, searching: int, text: str) -> None:
         if searching == self._searching and self.sidebar.search_box.text().strip() == text:

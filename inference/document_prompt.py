@@ -8,8 +8,9 @@ text, :func:`sources_json`). Later turns rebuild those earlier questions
 exactly as the model saw them (:func:`question_with_sources`), so the
 conversation's prefix stays in the engine's prompt cache, and a passage or
 document already in the conversation is not sent again: the new question
-only names it by its number. A follow-up about the same passages therefore
-costs what a plain follow-up costs.
+only names it by its number, or, when all its passages were given earlier,
+goes as typed. A follow-up about the same passages therefore costs about what
+a plain follow-up costs.
 """
 
 from __future__ import annotations
@@ -162,12 +163,15 @@ def with_documents(
 def question_with_sources(question: str, sources: Sequence[Source]) -> str:
     """The user message the model sees: the instruction, the new passages in full, the earlier ones by number.
 
-    Deterministic: a later turn rebuilds an earlier question from its stored sources
-    to exactly the text the model saw then (so the engine's prompt cache still holds it).
+    When every source was given earlier, the question goes as typed: the passages and the
+    instruction are in the conversation above it, and repeating even their numbers would cost
+    more to compute than the question itself. Deterministic: a later turn rebuilds an earlier
+    question from its stored sources to exactly the text the model saw then (so the engine's
+    prompt cache still holds it).
     """
-    if not sources:
-        return question
     new = [_block(source) for source in sources if not source.earlier]
+    if not new:
+        return question
     old = sorted(source.number for source in sources if source.earlier)
     parts = [INSTRUCTION]
     if new:

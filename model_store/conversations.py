@@ -195,6 +195,10 @@ class ConversationStore:
         ).fetchall()
         return [self._conversation(row) for row in rows]
 
+    def conversation_ids(self) -> set[str]:
+        """Every conversation's id, those in the bin and those quarantined too."""
+        return {row[0] for row in self._db.execute("SELECT id FROM conversations")}
+
     def conversation(self, conversation_id: str) -> Conversation | None:
         """One conversation by id, or None (also for deleted or quarantined ones)."""
         row = self._db.execute(

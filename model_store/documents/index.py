@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,6 +273,16 @@ class DocumentIndex:
         """Remove every attachment of a conversation (it was deleted)."""
         with self._writing() as db:
             self._delete_files(db, "owner_kind = ? AND owner_id = ?", (CONVERSATION, conversation_id))
+
+    def forget_other_conversations(self, kept: Collection[str]) -> int:
+        """Remove the attachments of every conversation not in ``kept`` (deleted for good); returns how many."""
+        with self._reading() as db:
+            owners = {r[0] for r in db.execute("SELECT DISTINCT owner_id FROM files WHERE owner_kind = ?",
+                                               (CONVERSATION,))}
+        gone = owners - set(kept)
+        for conversation_id in gone:
+            self.forget_conversation(conversation_id)
+        return len(gone)
 
     # ---------------------------------------------------------------- search
 

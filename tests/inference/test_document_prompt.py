@@ -138,6 +138,18 @@ def test_a_follow_up_names_the_passages_already_given_instead_of_sending_them_ag
     assert second.sources[1].text == "" and second.sources[1].chunk_id == 1
 
 
+def test_a_follow_up_about_the_same_passages_goes_as_typed():
+    index = FakeIndex({"book.txt": "y" * 100_000}, _passages(3))
+    first = prompt_with_documents(HISTORY, index, conversation_id="c", n_ctx=4096, max_tokens=512)
+    history = [*first.messages, {"role": "assistant", "content": "In 1932 [1]."},
+               {"role": "user", "content": "Who built it?"}]
+    second = prompt_with_documents(history, index, conversation_id="c", n_ctx=4096, max_tokens=512,
+                                   earlier=first.sources)
+    assert list(second.messages) == history  # the passages and the instruction are just above it
+    assert [(s.number, s.earlier) for s in second.sources] == [(1, True), (2, True), (3, True)]
+    assert question_with_sources("Who built it?", second.sources) == "Who built it?"  # rebuilt the same
+
+
 def test_a_stored_question_is_rebuilt_exactly_as_the_model_saw_it():
     prompt = with_documents(HISTORY, passages=_passages(3), budget=2000)
     stored = sources_from_json(sources_json(prompt.sources))

@@ -71,8 +71,10 @@ def test_delete_can_be_undone_and_purged(db_path: Path) -> None:
     store.undo_delete(conversation.id)
     assert [c.id for c in store.conversations()] == [conversation.id]
     store.delete(conversation.id)
+    assert store.conversation_ids() == {conversation.id}  # in the bin, it can still come back
     assert store.purge_deleted(older_than_s=-1) == 1
     assert store.message_count() == 0  # messages go with their conversation
+    assert store.conversation_ids() == set()
 
 
 def test_search_finds_words_across_conversations(db_path: Path) -> None:

@@ -44,6 +44,21 @@ def _folder(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def test_the_attachments_of_conversations_deleted_for_good_are_forgotten(index: DocumentIndex,
+                                                                         tmp_path: Path) -> None:
+    doc = tmp_path / "vallorn.md"
+    doc.write_text(LIGHTHOUSE, encoding="utf-8")
+    for conversation_id in ("kept", "purged"):
+        index.attach(conversation_id, [doc])
+    collection = index.add_collection("Docs", doc.parent)
+    index.index_collection(collection.id)
+    assert index.forget_other_conversations({"kept", "never attached"}) == 1
+    assert index.attachments("purged") == [] and index.search("ochre", conversation_id="purged") == []
+    assert [a.title for a in index.attachments("kept")] == ["vallorn.md"]
+    assert index.search("ochre", collection_ids=[collection.id])  # collections are not a conversation's
+    assert index.forget_other_conversations({"kept"}) == 0
+
+
 def test_an_attachment_is_searchable_and_reads_back_whole(index: DocumentIndex, tmp_path: Path) -> None:
     doc = tmp_path / "vallorn.md"
     doc.write_text(LIGHTHOUSE, encoding="utf-8")
