@@ -181,9 +181,7 @@ def build_ui(
     window.load_model(None)
     if api is not None:
         api.apply(window.settings)
-    documents = None
-    if documents_file is not None:
-        documents = open_documents(window, documents_file, find_embedder)
+    documents = open_documents(window, documents_file, find_embedder) if documents_file is not None else None
     if documents is not None:  # once the purge above is written: attachments of chats deleted for good go too
         window.after_writes(lambda: documents.forget_other_conversations(store.conversation_ids()))
     return Ui(window, worker_thread, store, writer, downloads, api, documents)

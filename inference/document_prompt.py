@@ -173,9 +173,7 @@ def question_with_sources(question: str, sources: Sequence[Source]) -> str:
     if not new:
         return question
     old = sorted(source.number for source in sources if source.earlier)
-    parts = [INSTRUCTION]
-    if new:
-        parts.append("\n\n".join(new))
+    parts = [INSTRUCTION, "\n\n".join(new)]
     if old:
         parts.append(f"Passages given earlier in this conversation that also apply: "
                      f"{', '.join(f'[{n}]' for n in old)}.")

@@ -54,7 +54,7 @@ TOKENIZER = "porter unicode61 remove_diacritics 2"
 COLLECTION = "collection"
 CONVERSATION = "conversation"
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS collections (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, folder TEXT NOT NULL,
@@ -70,11 +70,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     seq INTEGER NOT NULL, page INTEGER, start INTEGER NOT NULL, "end" INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (file_id, seq);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5 (title, text, tokenize = '{tokenizer}');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5 (title, text, tokenize = '{TOKENIZER}');
 CREATE TABLE IF NOT EXISTS vectors (
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE, vector BLOB NOT NULL
 );
-""".replace("{tokenizer}", TOKENIZER)
+"""
 _BM25_SQL = ("SELECT t.rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text t"
              " JOIN chunks k ON k.id = t.rowid JOIN files f ON f.id = k.file_id"
              " WHERE chunk_text MATCH ? AND {owners} ORDER BY rank LIMIT ?")
