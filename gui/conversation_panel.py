@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from gui.attach_button import AttachButton
 from gui.chat_session import ChatSession
 from gui.chat_view import ChatView, MessageView
 from gui.composer import Composer
@@ -117,9 +118,7 @@ class ConversationPanel(QWidget):
         self.stop_button.setAccessibleName("Stop reply")
         self.stop_button.setToolTip("Stop the reply (Esc)")
         self.stop_button.clicked.connect(self.stop_reply)
-        self.attach_button = QPushButton("📎")
-        self.attach_button.setAccessibleName("Attach files")
-        self.attach_button.setToolTip("Attach files to this conversation (or drop them on the window)")
+        self.attach_button = AttachButton()
         self.attach_button.clicked.connect(self.attach_requested)
         self.chips = AttachmentChips()
         self.chips.remove_requested.connect(self.detach_requested)
