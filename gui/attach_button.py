@@ -11,18 +11,18 @@ _GRID = 24.0  # the clip is drawn on a 24 × 24 grid, then scaled
 
 def paperclip_path() -> QPainterPath:
     """A paper clip as one open stroke on a 24 × 24 grid: three straight legs joined by half circles."""
-    path = QPainterPath(QPointF(16.0, 7.0))
-    path.lineTo(16.0, 16.5)
-    path.arcTo(QRectF(8.0, 12.5, 8.0, 8.0), 0.0, -180.0)  # outer bend at the bottom, right leg to left leg
-    path.lineTo(8.0, 6.0)
-    path.arcTo(QRectF(8.0, 3.25, 5.5, 5.5), 180.0, -180.0)  # bend at the top, to the middle leg
-    path.lineTo(13.5, 15.5)
-    path.arcTo(QRectF(10.5, 14.0, 3.0, 3.0), 0.0, -180.0)  # inner bend, to the short inner leg
-    path.lineTo(10.5, 8.0)
+    path = QPainterPath(QPointF(17.0, 8.0))
+    path.lineTo(17.0, 16.0)
+    path.arcTo(QRectF(7.0, 11.0, 10.0, 10.0), 0.0, -180.0)  # outer bend at the bottom, right leg to left leg
+    path.lineTo(7.0, 6.5)
+    path.arcTo(QRectF(7.0, 3.0, 7.0, 7.0), 180.0, -180.0)  # bend at the top, to the middle leg
+    path.lineTo(14.0, 15.0)
+    path.arcTo(QRectF(10.0, 13.0, 4.0, 4.0), 0.0, -180.0)  # inner bend, to the short inner leg
+    path.lineTo(10.0, 8.0)
     return path
 
 
-def paperclip_icon(colour: QColor, size: int = 18) -> QIcon:
+def paperclip_icon(colour: QColor, size: int = 20) -> QIcon:
     """The paper clip in this colour, sharp at 1× and 2× device pixel ratios."""
     icon = QIcon()
     for ratio in (1, 2):
@@ -32,7 +32,7 @@ def paperclip_icon(colour: QColor, size: int = 18) -> QIcon:
         painter = QPainter(pixmap)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.scale(size / _GRID, size / _GRID)
-        painter.setPen(QPen(colour, 1.7, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
+        painter.setPen(QPen(colour, 1.6, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
         painter.drawPath(paperclip_path())
         painter.end()
         icon.addPixmap(pixmap)
@@ -42,7 +42,7 @@ def paperclip_icon(colour: QColor, size: int = 18) -> QIcon:
 class AttachButton(QPushButton):
     """A button showing a paper clip in the palette's button text colour, redrawn when the theme changes."""
 
-    ICON_SIZE = 18
+    ICON_SIZE = 20
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
