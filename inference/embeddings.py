@@ -89,7 +89,8 @@ class LlamaEmbedder:
     Args:
         path: the GGUF file.
         threads: CPU threads for the model (default: the physical cores).
-        context: tokens per batch; a longer text is cut to it (a passage is ~250 tokens).
+        context: tokens per batch, at most the model's trained length; a longer text is cut to it
+            (a passage is ~250 tokens).
 
     A model that declares its pooling uses it; one that does not (a chat model used
     as a stand-in) is pooled by mean.
@@ -240,6 +241,7 @@ def _load(path: Path, threads: int, context: int):
 
     info = read_gguf_info(path)
     declares = f"{info.architecture}.pooling_type" in info.metadata
+    context = batch_context(info, context)
     try:
         return llama_cpp.Llama(
             model_path=str(path), embedding=True, n_ctx=context, n_batch=context, n_ubatch=context,
@@ -248,6 +250,16 @@ def _load(path: Path, threads: int, context: int):
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"llama.cpp could not load {path.name} as an embedding model: {exc}") from exc
+
+
+def batch_context(info: GgufInfo, wanted: int) -> int:
+    """Tokens per text: ``wanted``, but never more than the model was trained on.
+
+    A BERT-style model (all-MiniLM, bge-small, e5) has a table of 512 positions:
+    llama.cpp aborts on a longer text, so texts are cut to the model's own length.
+    """
+    trained = info.metadata.get(f"{info.architecture}.context_length")
+    return min(wanted, int(trained)) if isinstance(trained, int) and trained > 0 else wanted
 
 
 def _embed(model, texts: list[str]) -> np.ndarray:

@@ -211,3 +211,81 @@ def write_random_llama(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+BERT_WORDS = ["the", "a", "sea", "is", "blue", "lighthouse", "green", "harbour", "ledger", "cargo", "tides",
+              "weather", "what", "colour", "was", "painted", ".", "?", ",", "##s"]
+
+
+def write_random_bert(
+    path: Path,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    ff: int = 64,
+    context_length: int = 32,
+    seed: int = 0,
+) -> Path:
+    """A BERT embedding model (all-MiniLM's and bge-small's architecture) with random weights.
+
+    Mean pooling, a WordPiece vocabulary of a few words, and a short
+    ``context_length``: its position table has that many rows, so a text of
+    more tokens than that must be cut before llama.cpp sees it.
+    """
+    writer = gguf.GGUFWriter(str(path), "bert")
+    writer.add_name("Random BERT embedding test model")
+    writer.add_context_length(context_length)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(heads)
+    writer.add_layer_norm_eps(1e-12)
+    writer.add_causal_attention(False)
+    writer.add_pooling_type(gguf.PoolingType.MEAN)
+    tokens = BERT_SPECIAL_TOKENS + BERT_WORDS
+    writer.add_tokenizer_model("bert")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.CONTROL] * len(BERT_SPECIAL_TOKENS)
+                           + [gguf.TokenType.NORMAL] * len(BERT_WORDS))
+    writer.add_token_type_count(2)
+    writer.add_bos_token_id(2)
+    writer.add_eos_token_id(3)
+    writer.add_unk_token_id(1)
+    writer.add_sep_token_id(3)
+    writer.add_pad_token_id(0)
+    writer.add_mask_token_id(4)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(True)
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32) * 0.02
+
+    def norm(name: str, size: int) -> None:
+        writer.add_tensor(name + ".weight", np.ones(size, dtype=np.float32))
+        writer.add_tensor(name + ".bias", np.zeros(size, dtype=np.float32))
+
+    def linear(name: str, rows: int, columns: int) -> None:
+        writer.add_tensor(name + ".weight", weight(rows, columns))
+        writer.add_tensor(name + ".bias", np.zeros(rows, dtype=np.float32))
+
+    writer.add_tensor("token_embd.weight", weight(len(tokens), hidden))
+    writer.add_tensor("token_types.weight", weight(2, hidden))
+    writer.add_tensor("position_embd.weight", weight(context_length, hidden))
+    norm("token_embd_norm", hidden)
+    for layer in range(layers):
+        prefix = f"blk.{layer}."
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            linear(prefix + name, hidden, hidden)
+        norm(prefix + "attn_output_norm", hidden)
+        linear(prefix + "ffn_up", ff, hidden)
+        linear(prefix + "ffn_down", hidden, ff)
+        norm(prefix + "layer_output_norm", hidden)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

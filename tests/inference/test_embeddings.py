@@ -16,7 +16,7 @@ import pytest
 from inference.embeddings import LlamaEmbedder, is_embedding_model
 from inference.errors import EngineCrashedError, GenerationError, InferenceError
 from inference.gguf_info import read_gguf_info
-from tests.gguf_factory import write_tiny_gguf
+from tests.gguf_factory import write_random_bert, write_tiny_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +85,18 @@ def test_questions_and_passages_get_the_prefixes_their_model_was_trained_with() 
 def test_a_question_embeds_like_a_passage_without_prefixes(embedder: LlamaEmbedder) -> None:
     assert np.allclose(embedder.embed_query("Who kept the light?"), embedder.embed(["Who kept the light?"])[0],
                        atol=1e-2)
+
+
+def test_a_passage_longer_than_the_model_was_trained_for_is_cut_to_its_context(tmp_path: Path) -> None:
+    """BERT-style models (all-MiniLM, bge-small, e5) have a position table of 512 rows: a longer text
+    must be cut to it, or llama.cpp aborts the embedding process."""
+    model = write_random_bert(tmp_path / "bert.gguf", context_length=32)
+    embedder = LlamaEmbedder(model, threads=1)
+    try:
+        long_passage = " ".join(["the harbour ledger lists cargo tides and weather ."] * 20)  # ~180 tokens
+        vectors = embedder.embed([long_passage, "what colour was the lighthouse painted ?"])
+        assert vectors.shape == (2, 32)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        assert embedder.pid is not None  # the same process is still running
+    finally:
+        embedder.close()
