@@ -414,9 +414,12 @@ class ConversationPanel(QWidget):
             self.show_branch()
         elif action == "edit":
             self.edit(message_id)
+        elif action in ("regenerate", "continue") and self.model_name is None:
+            self.notice.emit("The model is still loading: try again when it is ready." if self.loading
+                             else "No model is loaded: choose one in File › Models…")
         elif action == "regenerate":
             self.regenerate(message_id)
-        elif action == "continue" and self.model_name is not None:
+        elif action == "continue":
             message = self.session.tree.get(message_id)
             self.session.tree.current_leaf_id = message.id
             self._start_reply(message, resume=message)

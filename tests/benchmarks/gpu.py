@@ -114,10 +114,10 @@ def section(results: dict, name: str, function, *args, **kwargs):
 def prepare(folder: Path) -> dict:
     """Write the trimmed llama.cpp source and the extra packages into ``folder`` (run where the .venv is)."""
     sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
-    from native_llama import _vendored_source
+    from native_llama import vendored_source
 
     folder.mkdir(parents=True, exist_ok=True)
-    source = _vendored_source(Path(sys.executable))
+    source = vendored_source(Path(sys.executable))
 
     def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(member.name).parts

@@ -42,7 +42,7 @@ def build_native_tool(target: str, python: Path = Path(sys.executable)) -> Path:
     binary = build / "bin" / target
     if binary.exists():
         return binary
-    source = _vendored_source(python)
+    source = vendored_source(python)
     no_amx = " ".join(f"-mno-{name.replace('_', '-')}" for name in ("amx_tile", "amx_int8", "amx_bf16")
                       if name in flags)
     configure = [
@@ -81,7 +81,7 @@ def llama_bench_prefill(binary: Path, model: Path, *, threads: int, tokens: int 
     return json.loads(result.stdout)[0]["avg_ts"]
 
 
-def _vendored_source(python: Path) -> Path:
+def vendored_source(python: Path) -> Path:
     """llama.cpp's source from the llama-cpp-python sdist (downloaded from PyPI once)."""
     unpacked = SCRATCH / f"llama_cpp_python-{LLAMA_CPP_VERSION}"
     if (unpacked / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():

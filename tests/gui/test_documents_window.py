@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -132,6 +135,40 @@ def test_a_follow_up_keeps_the_earlier_passages_in_place_and_does_not_send_them_
     reply = window.panel.session.branch()[-1]
     sources = window.panel._message_sources(reply.id)
     assert sources and all(s.earlier for s in sources) and any(s.number == 1 for s in sources)
+
+
+def test_continue_gives_the_model_the_same_passages_as_the_interrupted_reply(qtbot, docs, tmp_path: Path) -> None:
+    window, tasks, events, requests, ready = docs
+    with qtbot.waitSignal(ready.listed, timeout=30_000):
+        window.documents.dropped([_long_document(tmp_path / "harbour.md")])
+    window.apply_settings(replace(window._settings, max_tokens=400, temperature=0.9))
+    send(qtbot, window, "What colour was the Vallorn lighthouse painted? Tell me the whole story of it.")
+    qtbot.waitUntil(lambda: window.panel.session.branch()[-1].content.strip() != "", timeout=120_000)
+    os.kill(events.engine_pid(), signal.SIGKILL)  # the reply is interrupted: Continue is offered
+    qtbot.waitUntil(lambda: window.panel.active is None
+                    and "Your conversation is kept" in window.panel.chat_view.toPlainText(), timeout=30_000)
+    first = requests.sent[-1].messages
+    reply = window.panel.session.branch()[-1]
+    assert reply.status == "interrupted" and reply.sources not in ("", "[]")
+    qtbot.waitUntil(lambda: window.panel.model_name is not None, timeout=60_000)  # the model is back
+
+    notes = []
+    window.panel.notice.connect(notes.append)
+    name = window.panel.model_name
+    window.panel.set_loading("Loading the model…")
+    window.panel.chat_view.action_requested.emit("continue", reply.id)  # while a model loads: a sentence
+    assert notes == ["The model is still loading: try again when it is ready."] and len(requests.sent) == 1
+    window.panel.set_model(name)
+
+    window.apply_settings(replace(window._settings, max_tokens=16))
+    with qtbot.waitSignal(events.reply_finished, timeout=120_000):
+        window.panel.chat_view.action_requested.emit("continue", reply.id)
+    resumed = requests.sent[-1].messages
+    assert len(requests.sent) == 2
+    assert resumed[:-1] == first  # the question with its passages, exactly as the model saw it
+    assert FACT in resumed[-2]["content"]
+    assert resumed[-1]["role"] == "assistant" and resumed[-1]["content"].strip()  # the answer so far goes on
+    assert window.panel.session.branch()[-1].id == reply.id
 
 
 def test_a_broken_file_is_a_sentence_and_the_rest_is_attached(qtbot, docs, tmp_path: Path) -> None:
