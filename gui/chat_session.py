@@ -156,11 +156,14 @@ class ChatSession:
         message = self.tree.set_sources(message_id, sources)
         self._writer.submit("update_message", message.id, message.content, message.status, sources=sources)
 
-    def finish_reply(self, message_id: str, status: str) -> Message:
-        """The reply ended ('complete') or broke off ('interrupted'); save its final text."""
+    def finish_reply(self, message_id: str, status: str, *, thinking_seconds: float | None = None) -> Message:
+        """The reply ended ('complete') or broke off ('interrupted'); save its final text.
+
+        ``thinking_seconds``: how long the model thought before answering, when it did (None keeps what is stored).
+        """
         message = self.tree.get(message_id)
         message = self.tree.update(message_id, content=message.content.rstrip(), status=status,
-                                   thinking=message.thinking.rstrip())
+                                   thinking=message.thinking.rstrip(), thinking_seconds=thinking_seconds)
         self._save(message)
         self._last_save.pop(message_id, None)
         self._saved_text.pop(message_id, None)
@@ -218,5 +221,6 @@ class ChatSession:
     def _save(self, message: Message) -> None:
         self._last_save[message.id] = self._clock()
         self._saved_text[message.id] = (message.content, message.thinking)
-        self._writer.submit("update_message", message.id, message.content, message.status, thinking=message.thinking)
+        self._writer.submit("update_message", message.id, message.content, message.status, thinking=message.thinking,
+                            thinking_seconds=message.thinking_seconds)
 

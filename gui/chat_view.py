@@ -59,6 +59,7 @@ class MessageView:
     state: str = ""  # e.g. "Stopped", "Interrupted"; empty for a finished message
     can_continue: bool = False
     thinking: str = ""  # a reasoning model's thinking, shown apart from the answer (plain text)
+    thinking_seconds: float | None = None  # how long it thought, as stored (None: unknown)
 
 
 def _blend(base: QColor, tint: QColor, amount: float) -> QColor:
@@ -204,7 +205,12 @@ class ChatView(QTextBrowser):
             self._flush_timer.start()
 
     def thinking_seconds(self, message_id: str) -> float | None:
-        """How long the model thought before answering (timed while it streamed), or None."""
+        """How long the model thought before answering: timed while it streamed, else as stored, else None."""
+        seconds = self._timed_seconds(message_id)
+        view = self._views.get(message_id)
+        return view.thinking_seconds if seconds is None and view is not None else seconds
+
+    def _timed_seconds(self, message_id: str) -> float | None:
         times = self._thinking_times.get(message_id, [])
         return times[1] - times[0] if len(times) == 2 else None
 
@@ -302,7 +308,8 @@ class ChatView(QTextBrowser):
             shown = thinking if opened or len(thinking) <= LIVE_THINKING_CHARACTERS \
                 else "…" + thinking[-LIVE_THINKING_CHARACTERS:]
         else:
-            seconds = self.thinking_seconds(view.id)
+            seconds = self._timed_seconds(view.id)
+            seconds = view.thinking_seconds if seconds is None else seconds
             label = f"Thought for {seconds:.0f} s" if seconds is not None else f"Thought ({len(thinking):,} characters)"
             shown = shown_text(thinking) if opened else ""
         arrow = "▾" if still_thinking or opened else "▸"

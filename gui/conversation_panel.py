@@ -375,7 +375,8 @@ class ConversationPanel(QWidget):
         self._splitter.finish()  # a held-back partial tag is text after all
         self._show_split()
         self._searching = False
-        message = self.session.finish_reply(self._reply_id, status)
+        message = self.session.finish_reply(self._reply_id, status,
+                                            thinking_seconds=self.chat_view.thinking_seconds(self._reply_id))
         self.chat_view.update_message(self._view(message, state=state))
         self.active, self._reply_id = None, None
         self.update_controls()
@@ -436,6 +437,7 @@ class ConversationPanel(QWidget):
             id=message.id, role=message.role, author=author, content=content,
             position=self.session.tree.position(message.id), state=state,
             can_continue=message.role == "assistant" and message.status == "interrupted", thinking=message.thinking,
+            thinking_seconds=message.thinking_seconds,
         )
 
     def _message_sources(self, message_id: str) -> list[Source]:

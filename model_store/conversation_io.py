@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from typing import Any
 
@@ -24,7 +25,9 @@ def export_markdown(conversation: Conversation, branch: list[Message]) -> str:
         lines += [f"**{who}:**", ""]
         if message.thinking.strip():
             # Collapsed, and escaped: thinking is plain text, never Markdown or HTML of the answer.
-            lines += ["<details><summary>Thinking</summary>", "", "<pre>" + html.escape(message.thinking.strip())
+            summary = f"Thought for {message.thinking_seconds:.0f} s" if message.thinking_seconds is not None \
+                else "Thinking"
+            lines += [f"<details><summary>{summary}</summary>", "", "<pre>" + html.escape(message.thinking.strip())
                       + "</pre>", "", "</details>", ""]
         lines += [message.content, ""]
     return "\n".join(lines)
@@ -41,6 +44,7 @@ def export_json(conversation: Conversation, branch: list[Message]) -> str:
         "messages": [
             {"role": m.role, "content": m.content, "created_at": m.created_at, "model": m.model,
              "status": m.status, **({"thinking": m.thinking} if m.thinking else {}),
+             **({"thinking_seconds": m.thinking_seconds} if m.thinking_seconds is not None else {}),
              **({"sources": m.sources} if m.sources != "[]" else {})}
             for m in branch
         ],
@@ -79,9 +83,17 @@ def import_json(text: str, writer: StoreWriter) -> str:
             created_at=float(message.get("created_at") or now + index * 1e-3),
             thinking=message.get("thinking") if isinstance(message.get("thinking"), str) else "",
             sources=message.get("sources") if isinstance(message.get("sources"), str) else "[]",
+            thinking_seconds=_seconds(message.get("thinking_seconds")),
         )
         parent = message_id
     return conversation_id
+
+
+def _seconds(value: Any) -> float | None:
+    """A stored thinking time: a finite, non-negative number of seconds, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def _valid_message(message: Any) -> bool:

@@ -41,11 +41,15 @@ class ConversationTree:
         self._insert(message)
         self.current_leaf_id = message.id
 
-    def update(self, message_id: str, *, content: str, status: str, thinking: str | None = None) -> Message:
-        """Change a message's text and status (and its thinking, unless None); returns the new message."""
+    def update(self, message_id: str, *, content: str, status: str, thinking: str | None = None,
+               thinking_seconds: float | None = None) -> Message:
+        """Change a message's text and status (and its thinking and thinking time, unless None);
+        returns the new message."""
         message = replace(self._messages[message_id], content=content, status=status)
         if thinking is not None:
             message = replace(message, thinking=thinking)
+        if thinking_seconds is not None:
+            message = replace(message, thinking_seconds=thinking_seconds)
         self._messages[message_id] = message
         return message
 

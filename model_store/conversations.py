@@ -29,7 +29,7 @@ from model_store.errors import DiskFullError, ModelStoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "streaming", "interrupted")
 
@@ -71,6 +71,7 @@ class Message:
     model: str = ""
     thinking: str = ""  # a reasoning model's thinking before its answer; never sent back to the model
     sources: str = "[]"  # JSON list of the document passages the answer cites
+    thinking_seconds: float | None = None  # how long the model thought before it answered (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,11 @@ ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT '';
 ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'
 """
 
+# "Thought for 12 s" is shown again when a conversation is reopened.
+_SCHEMA_V3 = "ALTER TABLE messages ADD COLUMN thinking_seconds REAL"
+
 # Version -> the SQL that brings the schema from the version before up to it (run in one transaction).
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 class ConversationStore:
@@ -254,34 +258,37 @@ class ConversationStore:
         created_at: float | None = None,
         thinking: str = "",
         sources: str = "[]",
+        thinking_seconds: float | None = None,
     ) -> Message:
         """Add a message under ``parent_id``; it becomes the conversation's current leaf.
 
-        ``thinking`` is a reasoning model's thinking, ``sources`` the cited passages as a JSON list.
+        ``thinking`` is a reasoning model's thinking (``thinking_seconds`` how long it took), ``sources``
+        the cited passages as a JSON list.
         """
         if role not in ROLES or status not in STATUSES:
             raise ValueError(f"invalid role or status: {role!r}, {status!r}")
         message = Message(
             id=message_id or new_id(), conversation_id=conversation_id, parent_id=parent_id, role=role,
             content=content, created_at=created_at or time.time(), status=status, model=model,
-            thinking=thinking, sources=sources,
+            thinking=thinking, sources=sources, thinking_seconds=thinking_seconds,
         )
         self._write_many([
             ("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, created_at, model, "
-             "thinking, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "thinking, sources, thinking_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (message.id, conversation_id, parent_id, role, content, status, message.created_at, model,
-              thinking, sources)),
+              thinking, sources, thinking_seconds)),
             ("UPDATE conversations SET current_leaf_id = ?, updated_at = ? WHERE id = ?",
              (message.id, message.created_at, conversation_id)),
         ])
         return message
 
     def update_message(
-        self, message_id: str, content: str, status: str, *, thinking: str | None = None, sources: str | None = None
+        self, message_id: str, content: str, status: str, *, thinking: str | None = None, sources: str | None = None,
+        thinking_seconds: float | None = None,
     ) -> None:
         """Replace a message's text and status (a streaming reply is saved this way as it grows).
 
-        ``thinking`` and ``sources`` are replaced too when given; None keeps what is stored.
+        ``thinking``, ``sources`` and ``thinking_seconds`` are replaced too when given; None keeps what is stored.
         """
         if status not in STATUSES:
             raise ValueError(f"invalid status {status!r}")
@@ -292,6 +299,9 @@ class ConversationStore:
         if sources is not None:
             columns.append("sources = ?")
             values.append(sources)
+        if thinking_seconds is not None:
+            columns.append("thinking_seconds = ?")
+            values.append(float(thinking_seconds))
         self._write(f"UPDATE messages SET {', '.join(columns)} WHERE id = ?", (*values, message_id))
 
     def set_current_leaf(self, conversation_id: str, leaf_id: str) -> None:
@@ -476,7 +486,7 @@ class ConversationStore:
         return Message(
             id=row["id"], conversation_id=row["conversation_id"], parent_id=row["parent_id"], role=row["role"],
             content=row["content"], created_at=row["created_at"], status=row["status"], model=row["model"],
-            thinking=row["thinking"], sources=row["sources"],
+            thinking=row["thinking"], sources=row["sources"], thinking_seconds=row["thinking_seconds"],
         )
 
 
@@ -505,11 +515,12 @@ def _copy_readable(source: Path, target: sqlite3.Connection) -> tuple[int, int]:
     columns = "id, title, created_at, updated_at, pinned, system_prompt, model, settings_json, current_leaf_id, " \
               "deleted_at, quarantined"
     message_columns = "id, conversation_id, parent_id, role, content, status, created_at, model"
-    try:  # a damaged file from before version 2 has no thinking or sources
+    try:  # a damaged file from before version 2 has no thinking or sources, before 3 no thinking time
         present = {row[1] for row in damaged.execute("PRAGMA table_info(messages)")}
     except sqlite3.DatabaseError:
         present = set()
-    message_columns += "".join(f", {name}" for name in ("thinking", "sources") if name in present)
+    message_columns += "".join(f", {name}" for name in ("thinking", "sources", "thinking_seconds")
+                               if name in present)
     for conversation_id in ids:
         try:
             conversation = damaged.execute(f"SELECT {columns} FROM conversations WHERE id = ?",

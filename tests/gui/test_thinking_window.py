@@ -84,6 +84,8 @@ def test_thinking_streams_collapses_expands_and_stays_out_of_the_answer(qtbot, w
     ui.writer.flush()
     stored = [m for m in ui.store.messages(panel.session.conversation_id) if m.id == reply_id][0]
     assert (stored.content, stored.thinking) == ("**Four.**", "Two and two <make> four.")
+    assert stored.thinking_seconds == pytest.approx(view.thinking_seconds(reply_id))
+    seconds_label = f"Thought for {stored.thinking_seconds:.0f} s"
 
     send(qtbot, ui.window, "And 3+3?")
     qtbot.waitUntil(lambda: len(requests.seen) == 2)
@@ -99,6 +101,21 @@ def test_thinking_streams_collapses_expands_and_stays_out_of_the_answer(qtbot, w
     qtbot.waitUntil(lambda: len(requests.seen) == 3)
     assert all(set(m) == {"role", "content"} for m in requests.seen[2].messages)
     panel.stop_reply()
+    worker.reply_cancelled.emit(requests.seen[2].request_id, _stats("cancelled"))
+    qtbot.waitUntil(lambda: panel.active is None)
+
+    # Reopened later (a new view, as after a restart), the answer still says how long the model thought.
+    ui.writer.flush()
+    conversation_id = panel.session.conversation_id
+    ui.window.open_conversation(None)
+    qtbot.waitUntil(lambda: panel.session is None or panel.session.conversation_id != conversation_id)
+    ui.window.open_conversation(conversation_id)
+    qtbot.waitUntil(lambda: panel.session is not None and panel.session.conversation_id == conversation_id)
+    reopened = [m for m in panel.session.branch() if m.id == reply_id]
+    assert reopened and reopened[0].thinking_seconds == stored.thinking_seconds
+    view._thinking_times.clear()  # what a new window knows: only what was stored
+    panel.show_branch()
+    assert seconds_label in view.toPlainText()
 
 
 def test_stop_while_thinking_keeps_the_thought(qtbot, window) -> None:

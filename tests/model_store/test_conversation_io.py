@@ -78,12 +78,15 @@ def test_thinking_is_exported_collapsed_and_imported_back(stores) -> None:
     conversation = store.create_conversation(title="Sums")
     question = store.add_message(conversation.id, parent_id=None, role="user", content="2+2?")
     store.add_message(conversation.id, parent_id=question.id, role="assistant", content="4.",
-                      thinking="Add <two> and two.", sources='[{"n": 1}]')
+                      thinking="Add <two> and two.", sources='[{"n": 1}]', thinking_seconds=12.4)
     conversation, branch = store.conversation(conversation.id), store.messages(conversation.id)
     markdown = export_markdown(conversation, branch)
-    assert "<details><summary>Thinking</summary>\n\n<pre>Add &lt;two&gt; and two.</pre>\n\n</details>\n\n4." in markdown
+    assert ("<details><summary>Thought for 12 s</summary>\n\n<pre>Add &lt;two&gt; and two.</pre>\n\n</details>\n\n4."
+            in markdown)
     imported = import_json(export_json(conversation, branch), writer)
     writer.flush()
     answer = store.messages(imported)[-1]
     assert (answer.content, answer.thinking, answer.sources) == ("4.", "Add <two> and two.", '[{"n": 1}]')
+    assert answer.thinking_seconds == 12.4
+    assert store.messages(imported)[0].thinking_seconds is None
     assert store.messages(imported)[0].thinking == ""

@@ -125,7 +125,7 @@ def test_a_migration_backs_up_first_and_runs_once(db_path: Path, monkeypatch: py
     assert [c.title for c in upgraded.conversations()] == ["Before the upgrade"]
 
 
-def test_a_version_1_file_gains_thinking_and_sources_and_keeps_every_message(db_path: Path) -> None:
+def test_a_version_1_file_gains_thinking_sources_and_thinking_time_and_keeps_every_message(db_path: Path) -> None:
     old = sqlite3.connect(db_path, isolation_level=None)
     old.executescript(conversations_module.MIGRATIONS[1] + ";PRAGMA user_version = 1;")
     old.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c', 'Old', 1, 1)")
@@ -139,7 +139,8 @@ def test_a_version_1_file_gains_thinking_and_sources_and_keeps_every_message(db_
     messages = store.messages("c")
     assert [m.content for m in messages] == [f"text {index}" for index in range(5)]
     assert {(m.thinking, m.sources) for m in messages} == {("", "[]")}
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == conversations_module.SCHEMA_VERSION
+    assert {m.thinking_seconds for m in messages} == {None}
     backup = db_path.with_name("conversations.v1-backup.db")
     assert sqlite3.connect(backup).execute("SELECT count(*) FROM messages").fetchone()[0] == 5
     store.update_message("m4", "answer", "complete", thinking="hmm", sources='[{"file": "a.pdf"}]')
@@ -147,8 +148,9 @@ def test_a_version_1_file_gains_thinking_and_sources_and_keeps_every_message(db_
     reopened = ConversationStore(db_path)
     last = reopened.messages("c")[-1]
     assert (last.content, last.thinking, last.sources) == ("answer", "hmm", '[{"file": "a.pdf"}]')
-    reopened.update_message("m4", "answer 2", "complete")  # None keeps thinking and sources
-    assert reopened.messages("c")[-1].thinking == "hmm"
+    reopened.update_message("m4", "answer 2", "complete", thinking_seconds=3.5)
+    reopened.update_message("m4", "answer 3", "complete")  # None keeps thinking, sources and thinking time
+    assert (reopened.messages("c")[-1].thinking, reopened.messages("c")[-1].thinking_seconds) == ("hmm", 3.5)
     added = reopened.add_message("c", parent_id="m4", role="user", content="q", thinking="", sources="[1]")
     assert reopened.messages("c")[-1] == added
     assert reopened.search("hmm") == []  # thinking is not searched as text
