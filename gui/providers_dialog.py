@@ -20,12 +20,13 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from gui.background import BackgroundCall
-from inference.remote_engine import host_of, list_remote_models
+from inference.remote_engine import ASSUMED_CONTEXT, host_of, remote_models
 from model_store.providers import Provider, ProviderStore, base_url_problem, new_provider_id, normalize_base_url
 
 ERROR_STYLE = "color: #c62828;"
@@ -67,6 +68,17 @@ class ProviderEditor(QDialog):
         self.model.setMinimumContentsLength(24)
         if provider and provider.model:
             self.model.addItem(provider.model)
+        self.context_window = QSpinBox()
+        self.context_window.setAccessibleName("Context window")
+        self.context_window.setRange(0, 10_000_000)
+        self.context_window.setSingleStep(1024)
+        self.context_window.setSuffix(" tokens")
+        self.context_window.setSpecialValueText(f"Not known ({ASSUMED_CONTEXT:,} tokens assumed)")
+        self.context_window.setToolTip("How many tokens the server gives the model: Hearth fits your documents "
+                                       "into it. Fetch models fills it in when the server says (vLLM does).")
+        self.context_window.setValue(provider.context_window if provider else 0)
+        self._windows: dict[str, int] = {}
+        self.model.currentTextChanged.connect(self._model_chosen)
         self.fetch = QPushButton("Fetch models")
         self.fetch.setAccessibleName("Fetch models")
         self.fetch.clicked.connect(self._fetch_models)
@@ -82,6 +94,7 @@ class ProviderEditor(QDialog):
         form.addRow("Base URL", self.base_url)
         form.addRow("API key", self.api_key)
         form.addRow("Model", model_row)
+        form.addRow("Context window", self.context_window)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self._save)
         self.buttons.rejected.connect(self.reject)
@@ -114,17 +127,19 @@ class ProviderEditor(QDialog):
         name = self.name.text().strip()
         store = self._store
 
-        def fetch() -> list[str]:
+        def fetch() -> dict[str, int]:
             key = typed_key or (store.api_key(saved_id) if saved_id else None)
-            return list_remote_models(url, key, name=name)
+            return remote_models(url, key, name=name)
 
         self.fetch.setEnabled(False)
         self._show_status(f"Asking {name or host_of(url)} for its models…")
         self._lister.run(fetch)
 
     @Slot(object)
-    def _models_arrived(self, ids: list[str]) -> None:
+    def _models_arrived(self, models: dict[str, int]) -> None:
         self.fetch.setEnabled(True)
+        self._windows = dict(models)
+        ids = sorted(models)
         current = self.model.currentText().strip()
         self.model.clear()
         self.model.addItems(ids)
@@ -139,6 +154,12 @@ class ProviderEditor(QDialog):
                           else "The server lists no models; type the model's name.")
         self.models_listed.emit(list(ids))
 
+    @Slot(str)
+    def _model_chosen(self, model: str) -> None:
+        """A model of the fetched list: show its context window as the server said it (0: not said)."""
+        if model.strip() in self._windows:
+            self.context_window.setValue(self._windows[model.strip()])
+
     @Slot()
     def _save(self) -> None:
         url = normalize_base_url(self.base_url.text())
@@ -150,7 +171,8 @@ class ProviderEditor(QDialog):
             self._show_problem(problem)
             return
         provider = Provider(id=self._provider.id if self._provider else new_provider_id(),
-                            name=self.name.text().strip() or host_of(url), base_url=url, model=model)
+                            name=self.name.text().strip() or host_of(url), base_url=url, model=model,
+                            context_window=self.context_window.value())
         typed_key = self.api_key.text().strip()
         # Empty when editing keeps the saved key; empty when adding means the server needs none.
         key = typed_key or None

@@ -47,6 +47,10 @@ NO_KEY = "not-needed"  # the client insists on some key; servers without authent
 _SERVER_DETAIL_CHARS = 200  # how much of a server's own error message a sentence quotes
 
 
+CONTEXT_FIELDS = ("max_model_len", "context_length")  # how servers' /models entries name the context window
+ASSUMED_CONTEXT = 4096  # a window every served chat model has (Ollama's and llama-server's usual -c)
+
+
 @dataclass(frozen=True)
 class RemoteTarget:
     """A model on a remote OpenAI-compatible server: where it is, which model, and the key (never shown)."""
@@ -55,6 +59,12 @@ class RemoteTarget:
     model: str
     api_key: str | None = field(default=None, repr=False)
     name: str = ""
+    context_window: int = 0  # the served model's context in tokens, 0 when the server did not say
+
+    @property
+    def usable_context(self) -> int:
+        """Tokens a prompt and its reply may take: the known window, else :data:`ASSUMED_CONTEXT`."""
+        return self.context_window or ASSUMED_CONTEXT
 
     @property
     def label(self) -> str:
@@ -73,15 +83,37 @@ def list_remote_models(base_url: str, api_key: str | None, *, timeout_s: float =
     Raises:
         RemoteError: a subclass saying why the list could not be read, naming ``name`` or the host.
     """
+    return sorted(remote_models(base_url, api_key, timeout_s=timeout_s, name=name))
+
+
+def remote_models(base_url: str, api_key: str | None, *, timeout_s: float = 10, name: str = "") -> dict[str, int]:
+    """Each model the server serves (``GET /models``), with its context window in tokens (0: not said).
+
+    vLLM says ``max_model_len``, OpenRouter and others ``context_length``; llama.cpp's server and Ollama
+    say nothing of the window they run with.
+
+    Raises:
+        RemoteError: a subclass saying why the list could not be read, naming ``name`` or the host.
+    """
     target = RemoteTarget(base_url=base_url, model="", api_key=api_key, name=name)
     try:
         with _client(target, connect_s=timeout_s, read_s=timeout_s) as client:
-            ids = sorted({model.id for model in client.models.list() if getattr(model, "id", None)})
+            models = {model.id: served_context(model) for model in client.models.list() if getattr(model, "id", None)}
     except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence
         error = remote_error(exc, target, during="models")
         log.info("Listing the models of %s failed: %s", target.label, type(exc).__name__)
         raise error from None
-    return ids
+    return models
+
+
+def served_context(model: object) -> int:
+    """The context window a ``/models`` entry reports (vLLM's ``max_model_len``, ``context_length``), or 0."""
+    extra = getattr(model, "model_extra", None) or {}
+    for key in CONTEXT_FIELDS:
+        value = extra.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
 
 
 def stream_remote_reply(

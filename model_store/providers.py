@@ -35,6 +35,7 @@ class Provider:
     name: str
     base_url: str
     model: str
+    context_window: int = 0  # tokens the server gives the model, 0 when not known
 
 
 def new_provider_id() -> str:
@@ -112,7 +113,7 @@ class ProviderStore:
             DiskFullError: the list could not be written; nothing changed.
         """
         provider = Provider(id=provider.id, name=provider.name.strip(), base_url=normalize_base_url(provider.base_url),
-                            model=provider.model.strip())
+                            model=provider.model.strip(), context_window=max(0, int(provider.context_window)))
         with self._lock:
             before = dict(self._providers)
             self._providers[provider.id] = provider
@@ -153,7 +154,7 @@ class ProviderStore:
         if provider is None:
             raise ProviderNotFoundError("That provider is no longer saved. Choose another model or provider.")
         return RemoteTarget(base_url=provider.base_url, model=provider.model, api_key=self.api_key(provider_id),
-                            name=provider.name)
+                            name=provider.name, context_window=provider.context_window)
 
     def _keys(self, provider_id: str) -> TokenStore:
         with self._lock:
@@ -168,7 +169,8 @@ class ProviderStore:
         try:
             data = json.loads(self._file.read_text(encoding="utf-8"))
             providers = [Provider(id=str(e["id"]), name=str(e["name"]), base_url=str(e["base_url"]),
-                                  model=str(e["model"])) for e in data["providers"]]
+                                  model=str(e["model"]), context_window=_context_window(e.get("context_window")))
+                         for e in data["providers"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Keep the damaged file for inspection instead of deleting it; the keys stay in the keyring.
             aside = self._file.with_suffix(".corrupt.json")
@@ -180,3 +182,8 @@ class ProviderStore:
     def _save(self) -> None:
         payload = {"version": PROVIDERS_VERSION, "providers": [asdict(p) for p in self._providers.values()]}
         write_text_atomically(self._file, json.dumps(payload, indent=2))
+
+
+def _context_window(value: object) -> int:
+    """A stored context window: a positive whole number of tokens, else 0 (not known)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

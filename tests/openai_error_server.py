@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 MODELS = ["zeta-7b", "alpha-1b", "mid-3b"]
+MODEL_WINDOWS = {"mid-3b": 32768}  # said as vLLM says it (max_model_len); the others say nothing
 OK_CHUNKS = ["Hel", "lo", ", ", "wor", "ld", "!"]
 USAGE = {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17}
 ENDLESS_INTERVAL_S = 0.02
@@ -210,7 +211,9 @@ def _make_handler(server: OpenAIErrorServer):
                 return self._raw(200, b'{"object": "list", "data": [{"id": "cut-off"', "application/json")
             if rest == "v1/models":
                 return self._json(200, {"object": "list",
-                                        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "test"}
+                                        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "test",
+                                                  **({"max_model_len": MODEL_WINDOWS[m]} if m in MODEL_WINDOWS
+                                                     else {})}
                                                  for m in MODELS]})
             wants_usage = bool(body and body.get("stream_options"))
             if scenario == "nousage" and wants_usage:

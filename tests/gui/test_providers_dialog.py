@@ -58,16 +58,21 @@ def test_add_a_provider_fetching_its_models_off_the_gui_thread(qtbot, server, st
     timer.stop()
     assert len(ticks) >= 10  # the event loop kept turning while the server took its time
     assert listed.args == [sorted(MODELS)]
+    editor.model.setCurrentText("alpha-1b")
+    assert editor.context_window.value() == 0 and "Not known" in editor.context_window.text()
     assert [editor.model.itemText(i) for i in range(editor.model.count())] == sorted(MODELS)
     assert editor.fetch.isEnabled() and "3 models available" in editor.status.text()
     assert server.requests[-1]["authorization"] == f"Bearer {KEY}"
 
     editor.model.setCurrentText("mid-3b")
+    assert editor.context_window.value() == 32768  # the server said so (vLLM's max_model_len)
     with qtbot.waitSignal(dialog.changed, timeout=5000):
         editor.buttons.button(editor.buttons.StandardButton.Ok).click()
     editor.wait()
     [saved] = store.list()
-    assert (saved.name, saved.base_url, saved.model) == ("Lab box", server.base_url("ok"), "mid-3b")
+    assert (saved.name, saved.base_url, saved.model, saved.context_window) == (
+        "Lab box", server.base_url("ok"), "mid-3b", 32768)
+    assert store.target(saved.id).usable_context == 32768
     assert store.api_key(saved.id) == KEY
     assert dialog.list.count() == 1 and "Lab box — mid-3b" in dialog.list.item(0).text()
     assert dialog.selected_id() == saved.id and dialog.edit.isEnabled()

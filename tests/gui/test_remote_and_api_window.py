@@ -58,7 +58,8 @@ def memory_keys(account: str) -> TokenStore:
 def window_with_provider(qtbot, builtin_model_path: Path, app_paths: AppPaths, remote_server):
     server, model_id = remote_server
     providers = ProviderStore(app_paths.providers_file, keys=lambda pid: memory_keys(f"provider-key:{pid}"))
-    providers.save(Provider(id="lab", name="Lab server", base_url=server.url, model=model_id), REMOTE_KEY)
+    providers.save(Provider(id="lab", name="Lab server", base_url=server.url, model=model_id, context_window=8192),
+                   REMOTE_KEY)
     store = SettingsStore(app_paths.settings_file)
     store.save(Settings(temperature=0.7, seed=7, max_tokens=48, n_threads=1))
     ui = build_ui(choose_model=lambda: ModelChoice(path=builtin_model_path, display_name="Demo", is_demo=True),
@@ -89,6 +90,8 @@ def test_a_conversation_answers_through_a_provider_and_keeps_it(qtbot, window_wi
     assert window.engine_label.text() == "Lab server · remote"
     assert not window.demo_notice.isVisible()  # the demo model does not answer here
     assert window.panel.model_name == f"{model_id} · Lab server"
+    # Documents are fitted into the provider's window, not the local model's (4,096 here).
+    assert window.context_length() == 8192
     with qtbot.waitSignal(events.reply_finished, timeout=60_000) as finished:
         send(qtbot, window, "Hello over there")
     stats = finished.args[1]

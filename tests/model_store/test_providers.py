@@ -101,6 +101,19 @@ def test_a_damaged_list_is_set_aside(providers_file: Path) -> None:
     assert providers_file.with_suffix(".corrupt.json").exists()
 
 
+def test_the_context_window_is_kept_and_a_list_from_before_it_reads_as_not_known(providers_file: Path) -> None:
+    providers_file.parent.mkdir(parents=True)
+    providers_file.write_text(json.dumps({"version": 1, "providers": [
+        {"id": "old", "name": "Old", "base_url": "http://h:1/v1", "model": "m"},  # saved before the field
+        {"id": "odd", "name": "Odd", "base_url": "http://h:2/v1", "model": "m", "context_window": "lots"},
+    ]}), encoding="utf-8")
+    store = store_with(fail.Keyring(), providers_file)
+    assert [p.context_window for p in store.list()] == [0, 0]
+    store.save(Provider("vllm", "vLLM box", "http://h:3/v1", "qwen", context_window=32768), None)
+    reopened = store_with(fail.Keyring(), providers_file)
+    assert reopened.get("vllm").context_window == 32768 and reopened.target("vllm").context_window == 32768
+
+
 @pytest.mark.parametrize(("url", "phrase"), [
     ("", "Enter the server's base URL"),
     ("localhost:8000/v1", "must start with http:// or https://"),
