@@ -34,7 +34,6 @@ from gui.sidebar import Sidebar
 from inference.engine import ExecutionPlan, ReplyStats, SamplingParams
 from inference.hardware import CpuFacts
 from inference.model_owner import LoadRequest, ModelReady, ReplyRequest, ThreadsChosen
-from inference.remote_engine import ASSUMED_CONTEXT
 from inference.session import ModelChoice
 from model_store.conversation_io import export_json, export_markdown, import_json
 from model_store.conversations import ConversationStore
@@ -544,10 +543,10 @@ class MainWindow(QMainWindow):
 
     def context_length(self) -> int:
         """The answering model's context window in tokens, which documents are fitted into: a provider's
-        as saved (else ``ASSUMED_CONTEXT``), or the loaded local model's (4,096 until one is ready)."""
+        as saved (else an assumed one), or the loaded local model's (4,096 until one is ready)."""
         provider = self._answering_provider()
         if provider is not None:
-            return provider.context_window or ASSUMED_CONTEXT
+            return provider.usable_context
         return self._model.plan.n_ctx if self._model is not None else 4096
 
     def _sampling(self) -> SamplingParams:

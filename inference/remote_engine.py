@@ -59,12 +59,6 @@ class RemoteTarget:
     model: str
     api_key: str | None = field(default=None, repr=False)
     name: str = ""
-    context_window: int = 0  # the served model's context in tokens, 0 when the server did not say
-
-    @property
-    def usable_context(self) -> int:
-        """Tokens a prompt and its reply may take: the known window, else :data:`ASSUMED_CONTEXT`."""
-        return self.context_window or ASSUMED_CONTEXT
 
     @property
     def label(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from inference.remote_engine import RemoteTarget
+from inference.remote_engine import ASSUMED_CONTEXT, RemoteTarget
 from model_store.atomic import write_text_atomically
 from model_store.credentials import TokenStore
 from model_store.errors import ProviderNotFoundError
@@ -36,6 +36,11 @@ class Provider:
     base_url: str
     model: str
     context_window: int = 0  # tokens the server gives the model, 0 when not known
+
+    @property
+    def usable_context(self) -> int:
+        """Tokens a prompt and its reply may take: the known window, else ``ASSUMED_CONTEXT``."""
+        return self.context_window or ASSUMED_CONTEXT
 
 
 def new_provider_id() -> str:
@@ -154,7 +159,7 @@ class ProviderStore:
         if provider is None:
             raise ProviderNotFoundError("That provider is no longer saved. Choose another model or provider.")
         return RemoteTarget(base_url=provider.base_url, model=provider.model, api_key=self.api_key(provider_id),
-                            name=provider.name, context_window=provider.context_window)
+                            name=provider.name)
 
     def _keys(self, provider_id: str) -> TokenStore:
         with self._lock:

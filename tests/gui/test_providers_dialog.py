@@ -72,7 +72,7 @@ def test_add_a_provider_fetching_its_models_off_the_gui_thread(qtbot, server, st
     [saved] = store.list()
     assert (saved.name, saved.base_url, saved.model, saved.context_window) == (
         "Lab box", server.base_url("ok"), "mid-3b", 32768)
-    assert store.target(saved.id).usable_context == 32768
+    assert saved.usable_context == 32768
     assert store.api_key(saved.id) == KEY
     assert dialog.list.count() == 1 and "Lab box — mid-3b" in dialog.list.item(0).text()
     assert dialog.selected_id() == saved.id and dialog.edit.isEnabled()

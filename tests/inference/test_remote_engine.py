@@ -27,8 +27,7 @@ from inference.errors import (
     RemoteTlsError,
     RemoteUnreachableError,
 )
-from inference.remote_engine import (
-    ASSUMED_CONTEXT, RemoteTarget, list_remote_models, remote_models, stream_remote_reply)
+from inference.remote_engine import RemoteTarget, list_remote_models, remote_models, stream_remote_reply
 from tests.openai_error_server import MODELS, OK_CHUNKS, RETRY_AFTER_S, USAGE, OpenAIErrorServer, free_port
 
 KEY = "sk-test-Very-Secret-Key-0042"
@@ -225,7 +224,6 @@ def test_a_self_signed_certificate_is_a_tls_error() -> None:
 def test_models_are_listed_sorted(server) -> None:
     assert list_remote_models(server.base_url("ok"), KEY) == sorted(MODELS)
     assert remote_models(server.base_url("ok"), KEY) == {"zeta-7b": 0, "alpha-1b": 0, "mid-3b": 32768}
-    assert RemoteTarget(base_url="http://h/v1", model="m").usable_context == ASSUMED_CONTEXT
     assert server.requests[-1]["authorization"] == f"Bearer {KEY}"
 
 

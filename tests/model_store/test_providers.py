@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from keyring.backends import fail
 
+from inference.remote_engine import ASSUMED_CONTEXT
 from model_store.credentials import SERVICE, TokenStore
 from model_store.errors import ProviderNotFoundError
 from model_store.providers import (
@@ -109,9 +110,10 @@ def test_the_context_window_is_kept_and_a_list_from_before_it_reads_as_not_known
     ]}), encoding="utf-8")
     store = store_with(fail.Keyring(), providers_file)
     assert [p.context_window for p in store.list()] == [0, 0]
+    assert store.get("old").usable_context == ASSUMED_CONTEXT
     store.save(Provider("vllm", "vLLM box", "http://h:3/v1", "qwen", context_window=32768), None)
     reopened = store_with(fail.Keyring(), providers_file)
-    assert reopened.get("vllm").context_window == 32768 and reopened.target("vllm").context_window == 32768
+    assert reopened.get("vllm").context_window == reopened.get("vllm").usable_context == 32768
 
 
 @pytest.mark.parametrize(("url", "phrase"), [
