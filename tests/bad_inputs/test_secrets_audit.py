@@ -90,7 +90,7 @@ def test_used_secrets_are_on_no_disk_after_the_app_dies_mid_reply() -> None:
         assert run["provider_reply_in_database"] == 1, run
         assert run["providers_file"]["exists"] and run["providers_file"]["secrets_in_it"] == [], run
         assert run["providers_file"]["providers"] == [{"name": "Audit provider", "model": "long-gemma3-it"}], run
-        assert run["providers_file"]["fields"] == ["base_url", "id", "model", "name"], run
+        assert run["providers_file"]["fields"] == ["base_url", "context_window", "id", "model", "name"], run
         assert run["settings_file"] == {"api_server_enabled": True, "secrets_in_it": []}, run
         assert run["unfinished_reply_in_database"] and run["reply_chars_before_end"] >= 200, run  # mid-reply
         assert any(name.endswith("conversations.db-wal") for name in run["searched"]), run
