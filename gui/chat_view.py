@@ -206,13 +206,12 @@ class ChatView(QTextBrowser):
 
     def thinking_seconds(self, message_id: str) -> float | None:
         """How long the model thought before answering: timed while it streamed, else as stored, else None."""
-        seconds = self._timed_seconds(message_id)
         view = self._views.get(message_id)
-        return view.thinking_seconds if seconds is None and view is not None else seconds
+        return self._seconds_of(view) if view is not None else None
 
-    def _timed_seconds(self, message_id: str) -> float | None:
-        times = self._thinking_times.get(message_id, [])
-        return times[1] - times[0] if len(times) == 2 else None
+    def _seconds_of(self, view: MessageView) -> float | None:
+        times = self._thinking_times.get(view.id, [])
+        return times[1] - times[0] if len(times) == 2 else view.thinking_seconds
 
     def toggle_thinking(self, message_id: str) -> None:
         """Expand or collapse a message's thinking."""
@@ -308,8 +307,7 @@ class ChatView(QTextBrowser):
             shown = thinking if opened or len(thinking) <= LIVE_THINKING_CHARACTERS \
                 else "…" + thinking[-LIVE_THINKING_CHARACTERS:]
         else:
-            seconds = self._timed_seconds(view.id)
-            seconds = view.thinking_seconds if seconds is None else seconds
+            seconds = self._seconds_of(view)
             label = f"Thought for {seconds:.0f} s" if seconds is not None else f"Thought ({len(thinking):,} characters)"
             shown = shown_text(thinking) if opened else ""
         arrow = "▾" if still_thinking or opened else "▸"

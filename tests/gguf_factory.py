@@ -8,6 +8,14 @@ import gguf
 import numpy as np
 
 
+def write_out(writer: gguf.GGUFWriter) -> None:
+    """Write the header, the metadata and the tensors added to ``writer``, and close the file."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def write_tiny_gguf(
     path: Path,
     *,
@@ -28,10 +36,7 @@ def write_tiny_gguf(
     writer.add_token_list(["<unk>", "<s>", "</s>", "hello", "wörld"])
     writer.add_tensor("weight_a", np.arange(4 * 32, dtype=np.float32).reshape(4, 32))
     writer.add_tensor("weight_b", np.ones(64, dtype=np.float16))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_out(writer)
     return path
 
 
@@ -119,10 +124,7 @@ def write_random_gemma3(
         writer.add_tensor(prefix + "ffn_gate.weight", weight(ff, hidden))
         writer.add_tensor(prefix + "ffn_up.weight", weight(ff, hidden))
         writer.add_tensor(prefix + "ffn_down.weight", weight(hidden, ff))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_out(writer)
     return path
 
 
@@ -206,10 +208,7 @@ def write_random_llama(
         add(prefix + "ffn_gate.weight", ff, hidden)
         add(prefix + "ffn_up.weight", ff, hidden)
         add(prefix + "ffn_down.weight", hidden, ff, more_bits=more_bits(layer))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_out(writer)
     return path
 
 
@@ -284,8 +283,5 @@ def write_random_bert(
         linear(prefix + "ffn_up", ff, hidden)
         linear(prefix + "ffn_down", hidden, ff)
         norm(prefix + "layer_output_norm", hidden)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_out(writer)
     return path
