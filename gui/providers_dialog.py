@@ -73,6 +73,7 @@ class ProviderEditor(QDialog):
         self.context_window.setRange(0, 10_000_000)
         self.context_window.setSingleStep(1024)
         self.context_window.setSuffix(" tokens")
+        self.context_window.setGroupSeparatorShown(True)
         self.context_window.setSpecialValueText(f"Not known ({ASSUMED_CONTEXT:,} tokens assumed)")
         self.context_window.setToolTip("How many tokens the server gives the model: Hearth fits your documents "
                                        "into it. Fetch models fills it in when the server says (vLLM does).")
