@@ -359,14 +359,15 @@ class ConversationPanel(QWidget):
         if prompt is None or self.active.cancel.is_set():
             self._end_reply(request_id, "complete", "Stopped", None)
             return
+        # The engine starts first: the notices, the stored sources and the view follow while it reads the prompt.
+        self.active = replace(self.active, messages=tuple(prompt.messages))
+        self.reply_requested.emit(self.active)
         for sentence in prompt.notices:
             self.chat_view.add_notice(sentence)
         if prompt.sources:  # stored on the reply: its citations outlive a rebuilt index, and later turns reuse them
             self._sources[self._reply_id] = list(prompt.sources)
             self.session.set_sources(self._reply_id, sources_json(prompt.sources))
         self.chat_view.stream_text("")
-        self.active = replace(self.active, messages=tuple(prompt.messages))
-        self.reply_requested.emit(self.active)
 
     def _end_reply(self, request_id: int, status: str, state: str, stats: ReplyStats | None) -> bool:
         if self.active is None or request_id != self.active.request_id:

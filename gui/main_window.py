@@ -36,7 +36,7 @@ from inference.hardware import CpuFacts
 from inference.model_owner import LoadRequest, ModelReady, ReplyRequest, ThreadsChosen
 from inference.session import ModelChoice
 from model_store.conversation_io import export_json, export_markdown, import_json
-from model_store.conversations import ConversationStore
+from model_store.conversations import Conversation, ConversationStore
 from model_store.providers import Provider, ProviderStore
 from model_store.settings import Settings, SettingsStore
 from model_store.store_writer import StoreWriter
@@ -114,7 +114,7 @@ class MainWindow(QMainWindow):
         self.sidebar = Sidebar()
         self.panel = ConversationPanel(sampling=self._sampling, remote=self._remote_target)
         self.panel.reply_requested.connect(self._request_reply)
-        self.panel.conversation_changed.connect(self.refresh_sidebar)
+        self.panel.conversation_changed.connect(self._open_conversation_changed)
         self.panel.reply_ended.connect(self._show_reply_stats)
         self.panel.notice.connect(self._show_status)
         self.demo_notice = DemoNotice()
@@ -215,12 +215,31 @@ class MainWindow(QMainWindow):
         if self._writer.pending and not self._sidebar_refresh_queued:
             self._sidebar_refresh_queued = True
             self._writer.when_done(partial(self._writes_done.emit, self._refresh_sidebar_after_writes))
+        self._show_with_open_conversation(listed)
+
+    @Slot()
+    def _open_conversation_changed(self) -> None:
+        """A message was added to the open conversation, or its title changed: move its row to the top.
+
+        Only the open conversation changed, so the list is rebuilt from what the
+        sidebar shows, without reading the store on the GUI thread at every
+        message (the reply's document search would wait for it); a conversation
+        not listed yet (its first message) reads the list.
+        """
+        current = self.panel.session.conversation
+        shown = self.sidebar.conversations.rows()
+        if current is None or not any(c.id == current.id for c in shown):
+            self.refresh_sidebar()
+            return
+        self._show_with_open_conversation(shown)
+
+    def _show_with_open_conversation(self, listed: list[Conversation]) -> None:
+        """Show ``listed`` with the open conversation as in memory (ahead of the queued writes), as the newest."""
         current = self.panel.session.conversation
         if current is not None:
-            stored = current  # memory is ahead of the queued writes
             others = [c for c in listed if c.id != current.id]
             pinned = [c for c in others if c.pinned]
-            listed = [stored, *pinned] if stored.pinned else [*pinned, stored]
+            listed = [current, *pinned] if current.pinned else [*pinned, current]
             listed += [c for c in others if not c.pinned]
         self.sidebar.show_conversations(listed, self.panel.session.conversation_id)
 

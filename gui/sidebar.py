@@ -31,10 +31,25 @@ class ConversationListModel(QAbstractListModel):
         self._rows: list[Conversation] = []
 
     def set_conversations(self, conversations: list[Conversation]) -> None:
-        """Replace the rows (pinned first, newest first, as the store orders them)."""
-        self.beginResetModel()
-        self._rows = list(conversations)
-        self.endResetModel()
+        """Replace the rows (pinned first, newest first, as the store orders them).
+
+        The same conversations in the same order only update the rows that
+        changed: a message sent in the newest conversation redraws nothing.
+        """
+        conversations = list(conversations)
+        if [c.id for c in conversations] != [c.id for c in self._rows]:
+            self.beginResetModel()
+            self._rows = conversations
+            self.endResetModel()
+            return
+        changed = [row for row, (old, new) in enumerate(zip(self._rows, conversations)) if old != new]
+        self._rows = conversations
+        for row in changed:
+            self.dataChanged.emit(self.index(row), self.index(row))
+
+    def rows(self) -> list[Conversation]:
+        """The conversations shown, in their order."""
+        return list(self._rows)
 
     def row_of(self, conversation_id: str) -> int:
         """The row showing ``conversation_id``, or -1."""
@@ -169,7 +184,8 @@ class Sidebar(QWidget):
         """Highlight the row of ``conversation_id`` (or nothing)."""
         row = self.conversations.row_of(conversation_id) if conversation_id else -1
         if self.list_view.model() is self.conversations and row >= 0:
-            self.list_view.setCurrentIndex(self.conversations.index(row))
+            if self.list_view.currentIndex().row() != row or not self.list_view.selectionModel().isRowSelected(row):
+                self.list_view.setCurrentIndex(self.conversations.index(row))
         else:
             self.list_view.clearSelection()
 

@@ -248,7 +248,7 @@ def test_the_window_survives_the_engine_being_killed_mid_reply(qtbot, chat) -> N
 
 
 def test_conversations_are_saved_listed_searched_and_reopened(qtbot, builtin_model_path: Path,
-                                                               app_paths: AppPaths) -> None:
+                                                               app_paths: AppPaths, monkeypatch) -> None:
     def choose() -> ModelChoice:
         return ModelChoice(path=builtin_model_path, display_name="Gemma 3 270M (demo)", is_demo=True)
 
@@ -281,14 +281,28 @@ def test_conversations_are_saved_listed_searched_and_reopened(qtbot, builtin_mod
                          pos=window.sidebar.list_view.visualRect(index).center())
         assert window.panel.session.conversation_id == first_id
         assert "volcan" in window.panel.chat_view.textCursor().selectedText().lower()
+
+        # A message in the older conversation moves it to the top, from memory: the store is not read again.
+        reads = []
+        listed = window._store.conversations
+        monkeypatch.setattr(window._store, "conversations", lambda: reads.append(1) or listed())
+        window.sidebar.search_box.clear()
+        with qtbot.waitSignal(events.reply_finished, timeout=60_000):
+            send(qtbot, window, "And what is lava?")
+        titles = [window.sidebar.conversations.index(row).data()
+                  for row in range(window.sidebar.conversations.rowCount())]
+        assert titles == ["Tell me about volcanoes please", "What do penguins eat?"]
+        assert window.sidebar.list_view.currentIndex().data(ID_ROLE) == first_id
+        assert reads == []
     finally:
         shut_down(ui)
 
     # A restart shows both conversations, the newest open.
     again = open_window(qtbot, choose, app_paths)
     try:
-        assert [c.title for c in again.store.conversations()][-1] == "Tell me about volcanoes please"
-        assert branch(again.window)[0] == ("user", "What do penguins eat?")
+        assert [c.title for c in again.store.conversations()] == ["Tell me about volcanoes please",
+                                                                  "What do penguins eat?"]
+        assert branch(again.window)[0] == ("user", "Tell me about **volcanoes** please")
     finally:
         shut_down(again)
 

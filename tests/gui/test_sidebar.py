@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from gui.single_instance import SingleInstance
@@ -28,6 +29,23 @@ def test_renaming_in_place_reports_the_new_title(qtbot) -> None:
         assert model.setData(model.index(2), "  Holiday plans ")
     assert renamed.args == ["c2", "Holiday plans"]
     assert not model.setData(model.index(2), "   ")  # an empty title is refused
+
+
+def test_the_same_conversations_in_the_same_order_redraw_only_the_rows_that_changed(qtbot) -> None:
+    model = ConversationListModel()
+    model.set_conversations(conversations())
+    touched = conversations()
+    touched[1] = replace(touched[1], title="Chat 1, renamed", updated_at=9)
+    with qtbot.assertNotEmitted(model.modelReset), qtbot.waitSignal(model.dataChanged) as changed:
+        model.set_conversations(touched)
+    assert changed.args[0].row() == changed.args[1].row() == 1
+    assert model.index(1).data() == "Chat 1, renamed"
+    with qtbot.assertNotEmitted(model.modelReset), qtbot.assertNotEmitted(model.dataChanged):
+        model.set_conversations(touched)  # nothing changed: nothing to redraw
+
+    with qtbot.waitSignal(model.modelReset):  # another order: the rows are replaced
+        model.set_conversations(list(reversed(touched)))
+    assert [model.index(row).data(ID_ROLE) for row in range(3)] == ["c2", "c1", "c0"]
 
 
 def test_search_results_model_passes_the_model_tester(qtmodeltester) -> None:
