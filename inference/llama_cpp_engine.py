@@ -32,8 +32,9 @@ from inference.gguf_info import GgufInfo, looks_instruction_tuned
 from inference.llama_vocab import token_text
 from inference.reply_loop import ReplyLimits, stream_reply
 from inference.sampler_chain import Pick, SamplerSettings, make_pick
+from inference.sliding_window import WindowCheckpoints, attention_options, window_reaches
 from inference.state_cache import PrefixStateCache, common_prefix_length
-from inference.token_loop import generate_tokens
+from inference.token_loop import generate_tokens, tokens_to_keep
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ MIN_REPLY_ROOM = 256
 WARM_UP_TOKENS = 2
 # Plain greedy decoding, for measurements and the warm-up.
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
+# Sliding-window checkpoints kept (the ends of the last prompts), and the share of the state cache's RAM they may use.
+WINDOW_CHECKPOINTS = 4
+WINDOW_CHECKPOINT_SHARE = 4  # at most a quarter
 
 
 class LlamaCppEngine:
@@ -65,6 +69,9 @@ class LlamaCppEngine:
         self._format: ChatFormat | None = None
         self._thinking: str | None = None  # SamplingParams.thinking of the prompt being rendered
         self._states = PrefixStateCache(state_cache_bytes)
+        self._checkpoints = WindowCheckpoints(limit=WINDOW_CHECKPOINTS,
+                                              capacity_bytes=state_cache_bytes // WINDOW_CHECKPOINT_SHARE)
+        self._window = 0  # the sliding window, when the window's layers keep only that much (0: they keep all)
         self.evaluated_tokens = 0  # every token llama.cpp has decoded since load
 
     @property
@@ -83,6 +90,7 @@ class LlamaCppEngine:
         on_gpu = self.plan.n_gpu_layers != 0
         if on_gpu:
             load_gpu_backends()  # only then: a CPU plan must not hold GPU memory or send prompts there
+        attention = attention_options(on_gpu=on_gpu)
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(info.path),
@@ -94,8 +102,8 @@ class LlamaCppEngine:
                 split_mode=llama_cpp.LLAMA_SPLIT_MODE_NONE if on_gpu else llama_cpp.LLAMA_SPLIT_MODE_LAYER,
                 main_gpu=self.plan.main_gpu,
                 n_batch=512,
-                # llama.cpp's own tools turn it on wherever the backend has it; llama-cpp-python's default is off.
-                flash_attn=True,
+                flash_attn=attention.flash_attn,
+                swa_full=attention.swa_full,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -112,6 +120,7 @@ class LlamaCppEngine:
             self.close()
             raise ModelLoadError(f"{info.path.name} loaded but could not run on the "
                                  f"{self.plan.gpu_name or self.plan.device}: {exc}") from exc
+        self._window = 0 if attention.swa_full else max(llama_cpp.llama_model_n_swa(self._llama._model.model), 0)
         vocab = self._llama._model.vocab
         tokens = SpecialTokens(
             bos=token_text(vocab, self._llama.token_bos()),
@@ -150,6 +159,7 @@ class LlamaCppEngine:
                 f"(with room for a reply of {min(params.max_tokens, MIN_REPLY_ROOM, self.plan.n_ctx // 4):,})."
             )
         self._switch_state_for(prompt_tokens)
+        self._make_cut_possible(prompt_tokens)
         limits = ReplyLimits(
             stop_strings=self._format.stop_strings + tuple(text for text in params.stop if text),
             max_tokens=min(params.max_tokens, self.plan.n_ctx - len(prompt_tokens)),
@@ -223,6 +233,7 @@ class LlamaCppEngine:
             self._llama.close()
             self._llama = None
         self._states = PrefixStateCache(self._states.capacity_bytes)
+        self._checkpoints.clear()
 
     # --------------------------------------------------------------- internals
 
@@ -312,6 +323,52 @@ class LlamaCppEngine:
         llama.n_tokens = len(tokens)
         llama._requires_eval = True
 
+    # The sliding window's checkpoints (see inference/sliding_window.py).
+
+    def _make_cut_possible(self, prompt_tokens: list[int]) -> None:
+        """Before the cache is cut back for ``prompt_tokens``: restore a window checkpoint where the cut
+        goes back further than the window's cache reaches, or else start over."""
+        llama = self._llama
+        if not self._window or llama.n_tokens == 0:
+            return
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        keep = tokens_to_keep(cached, prompt_tokens)
+        if keep >= len(cached) or self._window_reaches(keep):
+            return
+        checkpoint = self._checkpoints.best_for(prompt_tokens, common_prefix_length(cached, prompt_tokens))
+        if checkpoint is not None:
+            buffer, size = checkpoint.state
+            restored = llama_cpp.llama_state_seq_set_data_ext(
+                llama._ctx.ctx, buffer, size, 0, llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY) == size
+            length = len(checkpoint.tokens)
+            if restored and self._window_reaches(tokens_to_keep(checkpoint.tokens, prompt_tokens)):
+                llama.n_tokens = length  # the full layers still hold more; the cut brings them back to here
+                llama._requires_eval = True  # the context's logits are not those of the checkpoint's last token
+                log.info("Restored the sliding window's checkpoint at %d tokens (the cut went back to %d)",
+                         length, keep)
+                return
+        log.info("The sliding window's cache does not reach back to token %d: evaluating the prompt again", keep)
+        llama._ctx.kv_cache_clear()
+        llama.reset()
+
+    def _window_reaches(self, keep: int) -> bool:
+        oldest = llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(self._llama._ctx.ctx), 0)
+        return window_reaches(oldest, keep, self._window)
+
+    def _checkpoint_window(self, prompt_tokens: list[int]) -> None:
+        """Keep the window's cache as it is after ``prompt_tokens``, for a later cut back to here."""
+        if not self._window or self._checkpoints.capacity_bytes == 0:
+            return
+        ctx = self._llama._ctx.ctx
+        flags = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
+        size = llama_cpp.llama_state_seq_get_size_ext(ctx, 0, flags)
+        if size > self._checkpoints.capacity_bytes:
+            return
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data_ext(ctx, buffer, size, 0, flags)
+        if written:
+            self._checkpoints.add(prompt_tokens, (buffer, written), written)
+
 
 class LlamaReplyStream:
     """One reply being generated. Iterate once for text chunks; ``stats`` is set at the end."""
@@ -335,8 +392,9 @@ class LlamaReplyStream:
     def __iter__(self) -> Iterator[str]:
         engine = self._engine
         llama = engine._llama
-        tokens = generate_tokens(llama, self._prompt_tokens, engine._pick_for(self._params),
-                                 on_evaluated=engine._count_evaluated)
+        prompt = self._prompt_tokens
+        tokens = generate_tokens(llama, prompt, engine._pick_for(self._params), on_evaluated=engine._count_evaluated,
+                                 after_first_token=lambda: engine._checkpoint_window(prompt))
         try:
             yield from stream_reply(
                 tokens,

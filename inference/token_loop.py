@@ -20,7 +20,12 @@ from inference.state_cache import common_prefix_length
 
 
 def generate_tokens(
-    llama: llama_cpp.Llama, prompt: Sequence[int], pick: Pick, *, on_evaluated: Callable[[int], None]
+    llama: llama_cpp.Llama,
+    prompt: Sequence[int],
+    pick: Pick,
+    *,
+    on_evaluated: Callable[[int], None],
+    after_first_token: Callable[[], None] | None = None,
 ) -> Iterator[int]:
     """Yield the tokens that follow ``prompt``, for as long as the caller keeps iterating.
 
@@ -29,6 +34,8 @@ def generate_tokens(
     actually decoded (prompt and reply). A yielded token is decoded only
     when the next one is asked for, so closing the iterator leaves the
     cache holding exactly the prompt and the tokens before the last.
+    ``after_first_token()`` runs once the first token has been taken, while
+    the cache still holds exactly the prompt (a checkpoint costs no waiting).
 
     Raises:
         RuntimeError: llama.cpp failed to decode.
@@ -45,6 +52,9 @@ def generate_tokens(
         while True:
             token = pick()
             yield token
+            if after_first_token is not None:
+                after_first_token()
+                after_first_token = None
             position = llama.n_tokens
             if position >= llama._n_ctx:
                 raise RuntimeError("the context window is full")
@@ -63,11 +73,9 @@ def generate_tokens(
 def _evaluate_prompt(llama: llama_cpp.Llama, prompt: list[int], on_evaluated: Callable[[int], None]) -> None:
     """Bring the KV cache to ``prompt`` evaluating only what is not cached, as ``Llama.generate`` does."""
     cached = llama.input_ids[: llama.n_tokens].tolist()
-    shared = common_prefix_length(cached, prompt)
-    if shared == len(prompt) == len(cached) and not llama._requires_eval:
+    if cached == prompt and not llama._requires_eval:
         return  # the logits of the prompt's last token are still the context's
-    # With nothing new to evaluate, evaluate the last prompt token again to get its logits.
-    keep = shared - 1 if shared == len(prompt) else shared
+    keep = tokens_to_keep(cached, prompt)
     if keep > 0 and llama._ctx.kv_cache_seq_rm(-1, keep, -1):
         llama.n_tokens = keep
     else:
@@ -75,3 +83,12 @@ def _evaluate_prompt(llama: llama_cpp.Llama, prompt: list[int], on_evaluated: Ca
         keep = 0
     llama.eval(prompt[keep:])
     on_evaluated(len(prompt) - keep)
+
+
+def tokens_to_keep(cached: Sequence[int], prompt: Sequence[int]) -> int:
+    """How many of the cached tokens evaluating ``prompt`` keeps: the shared prefix, less one if that is all of it.
+
+    With nothing new to evaluate, the prompt's last token is evaluated again to get its logits.
+    """
+    shared = common_prefix_length(cached, prompt)
+    return shared - 1 if shared == len(prompt) else shared

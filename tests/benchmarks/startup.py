@@ -110,8 +110,10 @@ from inference.llama_vocab import token_text
 from inference.self_test import SELF_TEST_PROMPT
 
 load_cpu_backend(wanted={cpu_variant!r})
+from inference.sliding_window import attention_options
+attention = attention_options(on_gpu=False)
 llm = llama_cpp.Llama({model!r}, n_ctx={n_ctx}, n_threads={threads}, n_threads_batch={threads}, n_gpu_layers=0,
-                      n_batch=512, flash_attn=True, verbose=False)
+                      n_batch=512, flash_attn=attention.flash_attn, swa_full=attention.swa_full, verbose=False)
 info = read_gguf_info(Path({model!r}))
 vocab = llm._model.vocab
 special = SpecialTokens(bos=token_text(vocab, llm.token_bos()), eos=token_text(vocab, llm.token_eos()))
