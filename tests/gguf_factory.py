@@ -69,6 +69,16 @@ def add_tiny_spm_vocab(writer: gguf.GGUFWriter, size: int = 0) -> int:
     return len(tokens)
 
 
+def copy_tokenizer(writer: gguf.GGUFWriter, source: Path) -> int:
+    """Copy every ``tokenizer.*`` key of the GGUF at ``source`` into ``writer``; returns the vocabulary's size."""
+    reader = gguf.GGUFReader(str(source))
+    for name, field in reader.fields.items():
+        if name.startswith("tokenizer."):
+            array = field.types[0] == gguf.GGUFValueType.ARRAY
+            writer.add_key_value(name, field.contents(), field.types[0], sub_type=field.types[-1] if array else None)
+    return len(reader.fields["tokenizer.ggml.tokens"].contents())
+
+
 def write_random_gemma3(
     path: Path,
     *,
@@ -148,8 +158,12 @@ def write_random_llama(
     scale: float = 0.02,
     seed: int = 0,
     chat_template: str | None = None,
+    vocab_from: Path | None = None,
 ) -> Path:
     """A Llama GGUF with random weights and the tiny SentencePiece vocabulary (padded to ``vocab_size``).
+
+    ``vocab_from``: another GGUF whose tokenizer to use instead (a real model's, so that prompts
+    take as many tokens as they would on that model).
 
     ``weights``: "F32" or "F16" (normal weights times ``scale``: both
     llama.cpp and transformers load these), or "Q4_K_M" (random quantized
@@ -167,7 +181,7 @@ def write_random_llama(
     writer.add_rope_dimension_count(hidden // heads)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_freq_base(rope_theta)
-    vocab = add_tiny_spm_vocab(writer, vocab_size)
+    vocab = copy_tokenizer(writer, vocab_from) if vocab_from is not None else add_tiny_spm_vocab(writer, vocab_size)
     writer.add_vocab_size(vocab)
     file_types = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
                   "Q4_K_M": gguf.LlamaFileType.MOSTLY_Q4_K_M}

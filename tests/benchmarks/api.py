@@ -46,6 +46,7 @@ from inference.model_owner import LoadRequest, ModelOwner, ReplyRequest  # noqa:
 from inference.remote_engine import RemoteTarget, stream_remote_reply  # noqa: E402
 from inference.selector import Preferences  # noqa: E402
 from inference.session import ModelChoice  # noqa: E402
+from inference.sliding_window import attention_options  # noqa: E402
 from model_store.builtin_model import ensure_builtin_model, packaged_gemma_chunks  # noqa: E402
 from model_store.paths import AppPaths  # noqa: E402
 from model_store.registry import ModelRegistry  # noqa: E402
@@ -201,11 +202,17 @@ def cancel_on_disconnect(url: str, model: str, counting: CountingOwner, tries: i
 # ------------------------------------------------------------ llama-server
 
 
-def start_llama_server(binary: Path, model: Path, threads: int) -> tuple[subprocess.Popen, str]:
+def start_llama_server(binary: Path, model: Path, threads: int, context: int = CONTEXT) -> tuple[subprocess.Popen, str]:
+    """``llama-server`` on ``model`` with one slot, and attention set as Hearth's engine sets it on the CPU.
+
+    Returns the process and its /v1 URL.
+    """
+    attention = attention_options(on_gpu=False)
     port = free_port()
     process = subprocess.Popen(
-        [str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(CONTEXT), "-np", "1",
-         "-fa", "on", "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
+        [str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(context), "-np", "1",
+         "-fa", "on" if attention.flash_attn else "off", *(["--swa-full"] if attention.swa_full else []),
+         "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
