@@ -303,12 +303,19 @@ class LlamaCppEngine:
             self._restore_state(best[1].tokens, best[1].state)
 
     def _save_state(self, tokens: list[int]) -> None:
+        state = self._copy_state(flags=0, limit=self._states.capacity_bytes)
+        if state is not None:
+            self._states.put(tokens, state, state[1])
+
+    def _copy_state(self, *, flags: int, limit: int) -> tuple[ctypes.Array, int] | None:
+        """The sequence's state (``flags``: all of it, or only the window's layers), or None past ``limit`` bytes."""
         ctx = self._llama._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        size = llama_cpp.llama_state_seq_get_size_ext(ctx, 0, flags)
+        if size > limit:
+            return None
         buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
-        if written:
-            self._states.put(tokens, (buffer, written), written)
+        written = llama_cpp.llama_state_seq_get_data_ext(ctx, buffer, size, 0, flags)
+        return (buffer, written) if written else None
 
     def _restore_state(self, tokens: tuple[int, ...], state: tuple[ctypes.Array, int]) -> None:
         llama = self._llama
@@ -359,15 +366,10 @@ class LlamaCppEngine:
         """Keep the window's cache as it is after ``prompt_tokens``, for a later cut back to here."""
         if not self._window or self._checkpoints.capacity_bytes == 0:
             return
-        ctx = self._llama._ctx.ctx
-        flags = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
-        size = llama_cpp.llama_state_seq_get_size_ext(ctx, 0, flags)
-        if size > self._checkpoints.capacity_bytes:
-            return
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data_ext(ctx, buffer, size, 0, flags)
-        if written:
-            self._checkpoints.add(prompt_tokens, (buffer, written), written)
+        state = self._copy_state(flags=llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY,
+                                 limit=self._checkpoints.capacity_bytes)
+        if state is not None:
+            self._checkpoints.add(prompt_tokens, state, state[1])
 
 
 class LlamaReplyStream:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from inference.state_cache import common_prefix_length
+from inference.state_cache import CachedState, common_prefix_length
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,13 @@ def window_reaches(oldest_position: int, keep: int, window: int) -> bool:
     return oldest_position <= max(0, keep - window + 1)
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """The sliding-window layers' cache after ``tokens``."""
-
-    tokens: tuple[int, ...]
-    state: Any
-    size_bytes: int
-
-
 class WindowCheckpoints:
     """The most recent checkpoints, at most ``limit`` of them and ``capacity_bytes`` in all."""
 
     def __init__(self, *, limit: int, capacity_bytes: int) -> None:
         self.limit = limit
         self.capacity_bytes = capacity_bytes
-        self._entries: list[Checkpoint] = []
+        self._entries: list[CachedState] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -86,12 +77,12 @@ class WindowCheckpoints:
         self._entries = [entry for entry in self._entries if entry.tokens != key]
         if size_bytes > self.capacity_bytes or self.limit <= 0:
             return
-        self._entries.append(Checkpoint(key, state, size_bytes))
+        self._entries.append(CachedState(key, state, size_bytes))
         while len(self._entries) > self.limit or sum(e.size_bytes for e in self._entries) > self.capacity_bytes:
             self._entries.pop(0)
 
-    def best_for(self, prompt: Sequence[int], shared: int) -> Checkpoint | None:
-        """The longest checkpoint that ``prompt`` starts with, of at most ``shared`` tokens, or None.
+    def best_for(self, prompt: Sequence[int], shared: int) -> CachedState | None:
+        """The longest checkpoint (the window layers' cache after its tokens) that ``prompt`` starts with, of at most ``shared`` tokens, or None.
 
         ``shared``: how many tokens the cache holds in common with ``prompt`` (a checkpoint
         of more would not match the rest of the cache).
