@@ -18,9 +18,10 @@ string of many gigabytes. This module adds what the sandbox lacks:
   Sizes are "expanded" sizes: a list holding the same list twice counts it
   twice, so shared structure cannot hide a blow-up from ``str()`` or ``==``.
 * A watchdog thread raises an exception in the rendering thread when the
-  time is up, in case Python code outside the hooks runs long; the
-  exception derives from ``BaseException``, so nothing in Jinja swallows it,
-  and templates have no ``try``.
+  time is up, in case Python code outside the hooks runs long, and again
+  every 50 ms until the work ends (Python swallows one that lands in a
+  garbage-collector callback); the exception derives from ``BaseException``,
+  so nothing in Jinja swallows it, and templates have no ``try``.
 * If a render is still stuck well after that (inside one long C call), the
   ``on_hang`` callback runs; in the engine's process it ends the process,
   which the parent reports and restarts (the process is the last boundary).
@@ -573,47 +574,77 @@ def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> N
 
 
 class _Watchdog:
-    """Raises :class:`_TimeUp` in the calling thread after ``seconds``; calls ``on_hang`` if that does not end it."""
+    """Raises :class:`_TimeUp` in the calling thread after ``seconds``, again and again until it ends.
+
+    The exception is raised again every :attr:`REFIRE_S`, because a single one
+    can be swallowed: it may land inside a garbage-collector callback or a
+    ``__del__``, where Python only reports it. ``on_hang`` is called if the
+    work is still running ``hang_s`` after the first one. Use it through
+    :func:`_run_with_watchdog`, which stops the firing where no async
+    exception can come in between.
+    """
+
+    REFIRE_S = 0.05
 
     def __init__(self, seconds: float, hang_s: float, on_hang: Callable[[], None] | None) -> None:
         self._seconds = seconds
         self._hang_s = hang_s
         self._on_hang = on_hang
         self._thread_id = threading.get_ident()
+        self._running = threading.Lock()  # held while the work runs; released by a C call, so nothing interrupts it
         self._lock = threading.Lock()
-        self._cancel = threading.Event()
-        self._done = False
+        self._finished = threading.Event()
         self._fired = False
         self._thread = threading.Thread(target=self._watch, name="hearth-template-watchdog", daemon=True)
 
-    def __enter__(self) -> _Watchdog:
+    def start(self) -> Callable[[], None]:
+        """Start watching; returns the C function that stops the firing (call it first thing in ``finally``)."""
+        self._running.acquire()
         self._thread.start()
-        return self
+        return self._running.release
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._done = True  # first, in one bytecode: from here on the watchdog never calls on_hang
-        self._cancel.set()
+    def finish(self) -> None:
+        """After the firing stopped: take back an exception not yet delivered, and wait for the thread."""
+        self._finished.set()
         with self._lock:
             if self._fired:
-                _raise_in_thread(self._thread_id, None)  # clear it if it has not been delivered yet
+                _raise_in_thread(self._thread_id, None)
         self._thread.join()
 
     def _watch(self) -> None:
-        if self._cancel.wait(self._seconds):
+        if self._finished.wait(self._seconds):
             return
-        with self._lock:
-            if self._done:
-                return
-            _raise_in_thread(self._thread_id, _TimeUp)
-            self._fired = True
         deadline = time.monotonic() + self._hang_s
-        while not self._done:
+        while self._fire():
+            if self._finished.wait(self.REFIRE_S):
+                return
             if time.monotonic() > deadline:
                 log.critical("A chat template has been stuck for %.0f s past its limit", self._hang_s)
-                if self._on_hang is not None:
+                if self._on_hang is not None and self._running.locked():
                     self._on_hang()
                 return
-            time.sleep(0.05)
+
+    def _fire(self) -> bool:
+        with self._lock:
+            if not self._running.locked():
+                return False
+            _raise_in_thread(self._thread_id, _TimeUp)
+            self._fired = True
+            return True
+
+
+def _run_with_watchdog(work: Callable[[], Any], seconds: float, hang_s: float,
+                       on_hang: Callable[[], None] | None) -> Any:
+    """Run ``work`` in this thread; :class:`_TimeUp` is raised in it once ``seconds`` have passed."""
+    watchdog = _Watchdog(seconds, hang_s, on_hang)
+    stop_firing = watchdog.start()
+    try:
+        return work()
+    finally:
+        # The first thing here is a call to C: entering ``finally`` and calling it give no async exception a
+        # chance to land, so the watchdog can never go on firing into whatever this thread does next.
+        stop_firing()
+        watchdog.finish()
 
 
 # ---------------------------------------------------------------- the template
@@ -669,8 +700,8 @@ class SandboxedTemplate:
             self._env.budget = _Budget(limits, input_chars)
             try:
                 try:
-                    with _Watchdog(limits.seconds + limits.watchdog_grace_s, limits.hang_s, self._on_hang):
-                        return work()
+                    return _run_with_watchdog(work, limits.seconds + limits.watchdog_grace_s, limits.hang_s,
+                                              self._on_hang)
                 finally:
                     self._env.budget = _Budget(limits, 0)  # drop the render's data
             except _TimeUp:

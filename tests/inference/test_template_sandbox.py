@@ -5,6 +5,7 @@ Everything runs real Jinja2. The hostile corpus is tests/bad_inputs/templates.py
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from inference.chat_format import (
     TranscriptFormat,
     chat_format_for,
 )
-from inference.template_sandbox import RenderLimits, SandboxedTemplate, _TimeUp, _Watchdog
+from inference.template_sandbox import RenderLimits, SandboxedTemplate, _run_with_watchdog, _TimeUp
 from tests.bad_inputs.templates import (
     CONVERSATION,
     RUNAWAY_TEMPLATES,
@@ -280,13 +281,51 @@ def test_the_engine_process_sets_a_hostile_template_aside_and_still_answers(tmp_
 # ------------------------------------------------------------------ the watchdog
 
 
+def _spin_for_ever() -> None:
+    while True:
+        pass
+
+
 def test_the_watchdog_stops_python_code_that_no_hook_sees() -> None:
     started = time.monotonic()
     with pytest.raises(_TimeUp):
-        with _Watchdog(0.1, 5.0, None):
-            while True:
-                pass
+        _run_with_watchdog(_spin_for_ever, 0.1, 5.0, None)
     assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_watchdog_fires_again_when_its_exception_lands_in_a_gc_callback() -> None:
+    """Python only reports an exception raised in a garbage-collector callback: the watchdog must not stop at one.
+
+    This is how CI once saw a compile run past its limit: the exception landed
+    in a test library's gc callback while Jinja's compiler was allocating.
+    """
+    landed_in_callback = []
+
+    def slow_callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            until = time.monotonic() + 0.3
+            try:
+                while time.monotonic() < until:
+                    pass
+            except _TimeUp:
+                landed_in_callback.append(True)
+                raise
+
+    def collect_then_spin() -> None:
+        gc.collect()
+        until = time.monotonic() + 2.0  # a bound, so that a watchdog firing only once fails instead of hanging
+        while time.monotonic() < until:
+            pass
+
+    gc.callbacks.append(slow_callback)
+    started = time.monotonic()
+    try:
+        with pytest.raises(_TimeUp):
+            _run_with_watchdog(collect_then_spin, 0.05, 5.0, None)
+    finally:
+        gc.callbacks.remove(slow_callback)
+    assert landed_in_callback and time.monotonic() - started < 1.0
 
 
 def test_the_watchdog_stops_a_long_filter_in_a_real_template() -> None:
@@ -306,8 +345,7 @@ def test_the_watchdog_stops_a_long_filter_in_a_real_template() -> None:
 def test_the_watchdog_calls_on_hang_when_a_c_call_will_not_end() -> None:
     hung = threading.Event()
     with pytest.raises(_TimeUp):
-        with _Watchdog(0.05, 0.2, hung.set):
-            time.sleep(1.0)  # one C call: the exception can only land after it returns
+        _run_with_watchdog(lambda: time.sleep(1.0), 0.05, 0.2, hung.set)  # one C call: nothing lands until it returns
     assert hung.is_set()
 
 
