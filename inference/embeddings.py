@@ -246,6 +246,10 @@ def _load(path: Path, threads: int, context: int):
         return llama_cpp.Llama(
             model_path=str(path), embedding=True, n_ctx=context, n_batch=context, n_ubatch=context,
             n_threads=threads, n_threads_batch=threads, verbose=False,
+            # Unlike a chat turn's few new tokens, passages go in batches of hundreds, where llama.cpp's CPU
+            # flash attention takes its tiled path: twice the passages per second, as llama-embedding runs
+            # (tests/benchmarks/embedding_speed.py); one short question is as fast either way.
+            flash_attn=True,
             pooling_type=llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if declares else llama_cpp.LLAMA_POOLING_TYPE_MEAN,
         )
     except (ValueError, RuntimeError, OSError) as exc:

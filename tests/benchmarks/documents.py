@@ -449,7 +449,7 @@ def vector_latency(tmp: Path, count: int, queries_count: int) -> dict:
               "vectors": "random unit vectors (timing only)"}
     try:
         vec_found = sqlite_vec_timings(tmp / "vectors.sqlite3", vectors, file_ids, queries, note)
-    except (OSError, AttributeError, RuntimeError, sqlite3.OperationalError) as exc:  # no library, no extension
+    except (ImportError, OSError, AttributeError, RuntimeError, sqlite3.OperationalError) as exc:  # none installed
         log(f"sqlite-vec could not be loaded: {exc}")
         return {**figures, **common, "vector_choice": "numpy",
                 "vector_choice_reason": f"sqlite-vec could not be loaded here ({exc})"}

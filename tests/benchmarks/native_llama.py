@@ -35,7 +35,8 @@ def build_llama_server(python: Path = Path(sys.executable)) -> Path:
 
 
 def build_native_tool(target: str, python: Path = Path(sys.executable)) -> Path:
-    """One of llama.cpp's programs (``llama-bench``, ``llama-server``) built natively minus AMX, once per CPU."""
+    """One of llama.cpp's programs (``llama-bench``, ``llama-server``, ``llama-embedding``) built natively minus
+    AMX, once per CPU."""
     flags = cpu_features()
     key = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:10]
     build = SCRATCH / f"build-{LLAMA_CPP_VERSION}-{key}"
@@ -48,7 +49,7 @@ def build_native_tool(target: str, python: Path = Path(sys.executable)) -> Path:
     configure = [
         "cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON",
         "-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF", "-DLLAMA_CURL=OFF",
-        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON",
+        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=ON", "-DLLAMA_BUILD_SERVER=ON",  # llama-embedding
         f"-DCMAKE_C_FLAGS={no_amx}", f"-DCMAKE_CXX_FLAGS={no_amx}",
     ]
     for command in (configure, ["cmake", "--build", str(build), "--target", target, "-j", str(os.cpu_count() or 2)]):

@@ -40,10 +40,16 @@ def test_vectors_are_unit_rows_that_tell_texts_apart(embedder: LlamaEmbedder) ->
 
 
 def test_a_batch_equals_one_by_one(embedder: LlamaEmbedder) -> None:
+    """Texts embedded together get the vectors they get alone, up to rounding.
+
+    Flash attention rounds a batch of many tokens differently from one of a few: on this chat model
+    the cosine between the two is about 0.9994 (a component moves by up to 0.012), on all-MiniLM
+    0.9999998; without flash attention 0.99998 here.
+    """
     texts = [f"Note {i}: the harbour ledger lists cargo and tides." for i in range(12)]
     together = embedder.embed(texts)
     apart = np.vstack([embedder.embed([text]) for text in texts])
-    assert np.allclose(together, apart, atol=1e-2)
+    assert float(np.sum(together * apart, axis=1).min()) > 0.999
 
 
 def test_a_killed_embedding_process_is_an_error_and_the_next_call_works(embedder: LlamaEmbedder) -> None:
