@@ -47,8 +47,13 @@ CANDIDATES = 50  # how many each ranking contributes before fusion
 MAX_QUERY_TERMS = 32
 # bm25 scores every passage that holds any word of the question, so a word found in most passages ("the", "if")
 # makes a search over a big collection slow. The rarest words choose the passages, until this many would be
-# scored; every word still scores them (see _keyword_ranking). A passage that holds only common words is left out.
+# scored; every word still scores them (see _rank_among_chosen). A passage that holds only common words is left out.
 POSTINGS_BUDGET = 8_000
+# A word held by more than this share of all passages is left out of the score. FTS5 gives it an idf of at most
+# log(0.65 / 0.35) = 0.62 (none above half), so it adds at most 1.4 to a passage, against 4 to 9 for each rarer
+# word of a question; yet scoring it costs as much as scoring any other ("the", "is", "to" in most questions).
+COMMON_SHARE = 0.35
+MAX_REMEMBERED_WORDS = 50_000  # how many words' passage counts a search keeps between writes
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 COLLECTION = "collection"
@@ -78,13 +83,9 @@ CREATE TABLE IF NOT EXISTS vectors (
 _BM25_SQL = ("SELECT t.rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text t"
              " JOIN chunks k ON k.id = t.rowid JOIN files f ON f.id = k.file_id"
              " WHERE chunk_text MATCH ? AND {owners} ORDER BY rank LIMIT ?")
-_BM25_AMONG_SQL = (
-    "WITH doubled AS MATERIALIZED (SELECT rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text"
-    " WHERE chunk_text MATCH ?),"
-    " choosing AS MATERIALIZED (SELECT rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text"
-    " WHERE chunk_text MATCH ?)"
-    " SELECT d.rowid, d.rank - c.rank AS rank FROM doubled d JOIN choosing c ON c.rowid = d.rowid"
-    " JOIN chunks k ON k.id = d.rowid JOIN files f ON f.id = k.file_id WHERE {owners} ORDER BY rank LIMIT ?")
+# When the search covers every file, nothing is left to join (a sixth of the time over 100,000 passages).
+_BM25_ALL_SQL = ("SELECT rowid, bm25(chunk_text, 2.0, 1.0) AS rank FROM chunk_text"
+                 " WHERE chunk_text MATCH ? ORDER BY rank LIMIT ?")
 # Per reading connection: the question's words run through the index's own tokenizer (porter stems them), and how
 # many passages hold each stem.
 _QUERY_SCHEMA = f"""
@@ -157,6 +158,33 @@ class IndexReport:
     cancelled: bool = False
 
 
+class _PassageCounts:
+    """How many passages hold each word, and how many there are: remembered until the index is written to again.
+
+    Common words come back in almost every question, and counting the passages of one ("the") reads its whole list.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._held: dict[str, int] = {}
+        self._passages = 0
+
+    def get(self, db: sqlite3.Connection, words: Sequence[str], generation: int) -> tuple[dict[str, int], int]:
+        """({word: passages holding it} for ``words``, all passages), read through ``db`` where not remembered.
+
+        ``generation`` counts the index's writes: when it has moved on, nothing remembered is used.
+        """
+        with self._lock:
+            if generation != self._generation or len(self._held) > MAX_REMEMBERED_WORDS:
+                self._generation, self._held = generation, {}
+                self._passages = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            missing = [w for w in words if w not in self._held]
+            if missing:
+                self._held.update(zip(missing, _passages_per_word(db, missing)))
+            return {w: self._held[w] for w in words}, self._passages
+
+
 class DocumentIndex:
     """Attachments and collections of documents in one SQLite file, searched by bm25 (and vectors).
 
@@ -174,6 +202,8 @@ class DocumentIndex:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._generation = 0  # one more after each write transaction: what readers remember is then stale
+        self._passage_counts = _PassageCounts()
         self._writer = self._connect()
         self._create_schema()
         self._vectors = VectorSearch(self._load_vectors)
@@ -435,7 +465,11 @@ class DocumentIndex:
                     db.execute("ROLLBACK")
                 raise
             if not nested:
-                db.execute("COMMIT")
+                self._commit(db)
+
+    def _commit(self, db: sqlite3.Connection) -> None:
+        db.execute("COMMIT")
+        self._generation += 1
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -482,7 +516,7 @@ class DocumentIndex:
                 bytes_done += self._index_one(db, owner_kind, owner_id, path, known.get(str(path)), report)
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_EVERY_S:  # let searches see progress, and keep a kill's loss small
-                    db.execute("COMMIT")
+                    self._commit(db)
                     self._write_lock.release()
                     db, last_commit = None, now
                 if now - last_report >= PROGRESS_EVERY_S or number == len(files):
@@ -504,7 +538,7 @@ class DocumentIndex:
                 self._write_lock.release()
             raise
         if db is not None:
-            db.execute("COMMIT")
+            self._commit(db)
             self._write_lock.release()
         self._vectors.invalidate()
 
@@ -582,20 +616,26 @@ class DocumentIndex:
         words = query_words(query)
         if not words:
             return []
-        clause, args = self._owner_clause(owners)
         with self._reading() as db:
-            choosing = _within_budget(words, _passages_per_word(db, words))
-            if len(choosing) == len(words):
-                rows = db.execute(_BM25_SQL.format(owners=clause), [match_expression(words), *args, limit])
+            sql, args = self._bm25_query(db, owners)
+            held, passages = self._passage_counts.get(db, words, self._generation)
+            scoring = _informative(words, held, passages)
+            if not scoring:
+                return []  # no passage holds any of the words
+            choosing = _within_budget(scoring, [held[w] for w in scoring])
+            others = [w for w in scoring if w not in choosing]
+            if not others:
+                ranked = db.execute(sql, [match_expression(scoring), *args, limit]).fetchall()
             else:
-                # bm25 is a sum over the expression's phrases. "(choosing) AND (all words)" matches only the
-                # passages that hold a choosing word but scores every word, the choosing ones twice; taking off
-                # the choosing words' own score leaves exactly the bm25 of the whole question for those passages.
-                both = f"({match_expression(choosing)}) AND ({match_expression(words)})"
-                rows = db.execute(_BM25_AMONG_SQL.format(owners=clause),
-                                  [both, match_expression(choosing), *args, limit])
-            ranked = rows.fetchall()
-        return [(chunk_id, -rank) for chunk_id, rank in ranked]  # bm25() is lower-is-better
+                ranked = _rank_among_chosen(db, sql, args, choosing, others, held, limit)
+        return [(chunk_id, -rank) for chunk_id, rank in ranked[:limit]]  # bm25() is lower-is-better
+
+    def _bm25_query(self, db: sqlite3.Connection, owners: Sequence[tuple[str, str]]) -> tuple[str, list[str]]:
+        """The bm25 query over the passages of ``owners`` and its arguments (the MATCH and LIMIT ones follow)."""
+        clause, args = self._owner_clause(owners)
+        if db.execute(f"SELECT 1 FROM files f WHERE NOT {clause} LIMIT 1", args).fetchone() is None:
+            return _BM25_ALL_SQL, []
+        return _BM25_SQL.format(owners=clause), args
 
     def _owner_file_ids(self, owners: Sequence[tuple[str, str]]) -> set[int]:
         clause, args = self._owner_clause(owners)
@@ -684,6 +724,37 @@ def _passages_per_word(db: sqlite3.Connection, words: Sequence[str]) -> list[int
     for word_index, term in stems:
         counts[word_index] += held.get(term, 0)
     return counts
+
+
+def _informative(words: Sequence[str], held: dict[str, int], passages: int) -> list[str]:
+    """``words`` that some passage holds, less those held by more than COMMON_SHARE of all ``passages``.
+
+    When every word held is that common, the rarest of them is kept.
+    """
+    present = [w for w in words if held[w]]
+    kept = [w for w in present if held[w] <= COMMON_SHARE * passages]
+    if present and not kept:
+        kept = [min(present, key=held.__getitem__)]
+    return kept
+
+
+def _rank_among_chosen(db: sqlite3.Connection, sql: str, args: list, choosing: Sequence[str],
+                       others: Sequence[str], held: dict[str, int], limit: int) -> list[tuple[int, float]]:
+    """The best ``limit`` passages among those that hold a choosing word, by bm25 over every word; (id, rank).
+
+    bm25 is a sum over the expression's phrases, and a phrase a passage lacks adds nothing to it.
+    "chosen AND (others)" gives the exact score of each passage that also holds another word. Those that
+    hold none are found by "chosen NOT <the commonest other>": one phrase leaves out most passages there, and
+    each passage it finds scores exactly, or (holding some other word) no better than in the first. So the
+    better of its two ranks is exact, and no passage is missed: one that was would have ``limit`` better.
+    """
+    chosen = match_expression(choosing)
+    commonest = max(others, key=held.__getitem__)
+    best: dict[int, float] = {}
+    for expression in (f"({chosen}) AND ({match_expression(others)})", f'({chosen}) NOT "{commonest}"'):
+        for chunk_id, rank in db.execute(sql, [expression, *args, limit]):
+            best[chunk_id] = min(rank, best.get(chunk_id, rank))  # bm25() is lower-is-better
+    return sorted(best.items(), key=lambda item: item[1])
 
 
 def _within_budget(words: Sequence[str], passages: Sequence[int]) -> list[str]:

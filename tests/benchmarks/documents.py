@@ -31,8 +31,9 @@ Progress goes to stderr; the figures are one JSON object on the last line of std
   (repeated), half words drawn from random passages of the index. Target: p95 <= 50 ms.
   ``recall_at_5_among_all``: recall@5 of the questions over that whole index (the documentation among
   100,000 passages of other text). The ``_every_word`` figures are the same searches with every word of the
-  question choosing passages (POSTINGS_BUDGET off): the baseline for what leaving out the passages that hold
-  only common words costs, in time and in recall.
+  question choosing and scoring passages (POSTINGS_BUDGET and COMMON_SHARE off): the baseline, plain FTS5 bm25
+  over every word, for what leaving out the passages that hold only common words, and the commonest words from
+  the score, costs in time and in recall.
 - ``vector_ms_p50`` / ``vector_ms_p95``: the ``CANDIDATES`` nearest of ``vector_count`` random unit vectors of
   768 dimensions (random is fine for timing; nothing is ranked by meaning here): ``numpy`` is
   model_store/documents/vectors.VectorSearch over every file, ``numpy_half_the_files`` the same limited to
@@ -333,14 +334,14 @@ def bm25_latency(target_chunks: int, questions: list[Question], count: int) -> d
     asked = [questions[i % len(questions)].question for i in range(count // 2)]
     queries = asked + generated_queries(index, chunks, count - len(asked))
     figures: dict = {}
-    budget = index_module.POSTINGS_BUDGET
-    for name, limit in (("", budget), ("_every_word", 10 ** 15)):
-        index_module.POSTINGS_BUDGET = limit
+    budget, share = index_module.POSTINGS_BUDGET, index_module.COMMON_SHARE
+    for name, limit, common in (("", budget, share), ("_every_word", 10 ** 15, 1.0)):
+        index_module.POSTINGS_BUDGET, index_module.COMMON_SHARE = limit, common
         try:
             seconds = timed_searches(index, collection_ids, queries)
             recall, _ = recall_at(index, collection_ids, questions)
         finally:
-            index_module.POSTINGS_BUDGET = budget
+            index_module.POSTINGS_BUDGET, index_module.COMMON_SHARE = budget, share
         p50, p95 = percentiles(seconds)
         figures.update({f"retrieval_ms_p50{name}": p50, f"retrieval_ms_p95{name}": p95,
                         f"retrieval_ms_p95_questions{name}": percentiles(seconds[:len(asked)])[1],
@@ -349,7 +350,7 @@ def bm25_latency(target_chunks: int, questions: list[Question], count: int) -> d
         log(f"bm25{name} over {chunks} passages: p50 {p50} ms, p95 {p95} ms, recall@5 {recall:.3f}")
     index.close()
     return {**figures, "retrieval_chunks": chunks, "retrieval_queries": len(queries),
-            "postings_budget": budget, "big_index_build_s": built["build_s"],
+            "postings_budget": budget, "common_share": share, "big_index_build_s": built["build_s"],
             "big_index_build_mb_s": built["build_mb_s"], "big_index_files": built["files"]}
 
 

@@ -168,6 +168,66 @@ def test_a_word_in_most_passages_is_left_out_of_a_search_over_many(index: Docume
     assert found[0].score == pytest.approx(every_word["rare.txt"])  # "the" still counts in its score
 
 
+def test_a_passage_that_holds_only_the_rarest_word_is_found_with_its_whole_score(
+        index: DocumentIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {f"note-{i}.txt": f"the common walrus note number {i}" for i in range(30)}
+    files.update({"tusk.txt": "a narwhal tusk", "both.txt": "a narwhal beside a walrus"})
+    many = index.add_collection("Many", _folder(tmp_path / "many", files))
+    index.index_collection(many.id)
+    monkeypatch.setattr(index_module, "COMMON_SHARE", 1.0)  # "walrus" is in most passages: keep it
+    every_word = {p.path.name: p.score for p in index.search("narwhal walrus", collection_ids=[many.id], k=40)}
+    monkeypatch.setattr(index_module, "POSTINGS_BUDGET", 5)  # "narwhal" chooses, "walrus" only scores
+    found = {p.path.name: p.score for p in index.search("narwhal walrus", collection_ids=[many.id], k=40)}
+    assert set(found) == {"tusk.txt", "both.txt"}  # tusk.txt holds no other word of the question
+    assert found == pytest.approx({name: every_word[name] for name in found})
+
+
+def test_a_search_among_the_rarest_words_ranks_them_as_bm25_over_every_word(
+        index: DocumentIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.retrieval.corpus import load_questions, write_corpus
+
+    write_corpus(tmp_path / "docs")
+    docs = index.add_collection("Docs", tmp_path / "docs")
+    index.index_collection(docs.id)
+    monkeypatch.setattr(index_module, "POSTINGS_BUDGET", 300)
+    monkeypatch.setattr(index_module, "COMMON_SHARE", 1.0)
+    rows = lambda db, words: db.execute(  # noqa: E731 - every passage holding a word, with its bm25 score
+        "SELECT rowid, -bm25(chunk_text, 2.0, 1.0) FROM chunk_text WHERE chunk_text MATCH ?",
+        (match_expression(words),))
+    lacking_the_others = 0
+    with index._reading() as db:
+        for question in load_questions()[:15]:
+            words = query_words(question.question)
+            held = dict(zip(words, index_module._passages_per_word(db, words)))
+            choosing = index_module._within_budget(words, [held[w] for w in words])
+            among = {chunk_id for chunk_id, _ in rows(db, choosing)}
+            scores = {chunk_id: score for chunk_id, score in rows(db, words) if chunk_id in among}
+            expected = sorted(scores.values(), reverse=True)[:10]
+            found = index._keyword_ranking(question.question, [(index_module.COLLECTION, docs.id)], 10)
+            assert [score for _, score in found] == pytest.approx(expected)
+            assert all(score == pytest.approx(scores[chunk_id]) for chunk_id, score in found)
+            with_others = {chunk_id for chunk_id, _ in rows(db, [w for w in words if w not in choosing])}
+            lacking_the_others += sum(chunk_id not in with_others for chunk_id, _ in found)
+    assert lacking_the_others  # some of them were found by "chosen NOT <commonest>"
+
+
+def test_the_words_a_question_is_scored_by() -> None:
+    held = {"the": 40, "narwhal": 1, "absent": 0, "walrus": 35}
+    assert index_module._informative(["the", "narwhal", "absent", "walrus"], held, 100) == ["narwhal", "walrus"]
+    assert index_module._informative(["the", "absent"], held, 100) == ["the"]  # the rarest of common words stays
+    assert index_module._informative(["absent"], held, 100) == []
+
+
+def test_what_a_search_remembers_of_the_words_is_forgotten_when_passages_come(index: DocumentIndex,
+                                                                            tmp_path: Path) -> None:
+    first = _folder(tmp_path / "a", {"a.txt": "otters by the river"}) / "a.txt"
+    later = _folder(tmp_path / "b", {"b.txt": "a zebra by the river"}) / "b.txt"
+    index.attach("c1", [first])
+    assert index.search("zebra river", conversation_id="c1")[0].title == "a.txt"  # "zebra": no passage yet
+    index.attach("c1", [later])
+    assert index.search("zebra river", conversation_id="c1")[0].title == "b.txt"
+
+
 def test_search_sees_only_the_collections_and_conversation_asked_for(index: DocumentIndex, tmp_path: Path) -> None:
     one = index.add_collection("One", _folder(tmp_path / "one", {"x.txt": "walrus in collection one"}))
     two = index.add_collection("Two", _folder(tmp_path / "two", {"y.txt": "walrus in collection two"}))
@@ -180,6 +240,7 @@ def test_search_sees_only_the_collections_and_conversation_asked_for(index: Docu
     assert titles(collection_ids=[one.id, two.id]) == ["x.txt", "y.txt"]
     assert titles(conversation_id="chat") == ["z.txt"]
     assert titles(collection_ids=[two.id], conversation_id="chat") == ["y.txt", "z.txt"]
+    assert titles(collection_ids=[one.id, two.id], conversation_id="chat") == ["x.txt", "y.txt", "z.txt"]  # all
     assert titles() == []
 
 
