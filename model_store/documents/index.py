@@ -713,17 +713,21 @@ def match_expression(words: Sequence[str]) -> str:
 
 
 def _passages_per_word(db: sqlite3.Connection, words: Sequence[str]) -> list[int]:
-    """For each word, how many passages hold it as the index tokenizes it (the sum over its tokens, if several)."""
+    """For each word, how many passages hold it as the index tokenizes it, at most.
+
+    A word the tokenizer cuts in several ("is_dir": "is", "dir") is searched as a phrase, which only a passage
+    holding each of its tokens can hold: it counts as its rarest token.
+    """
     db.execute("DELETE FROM temp.query_words")
     db.executemany("INSERT INTO temp.query_words (rowid, word) VALUES (?, ?)", enumerate(words))
     stems = db.execute("SELECT doc, term FROM temp.query_stems").fetchall()
     marks = ",".join("?" * len(stems))
     held = dict(db.execute(f"SELECT term, doc FROM temp.chunk_vocab WHERE term IN ({marks})",
                            [term for _, term in stems]).fetchall()) if stems else {}
-    counts = [0] * len(words)
+    counts: dict[int, int] = {}
     for word_index, term in stems:
-        counts[word_index] += held.get(term, 0)
-    return counts
+        counts[word_index] = min(held.get(term, 0), counts.get(word_index, held.get(term, 0)))
+    return [counts.get(i, 0) for i in range(len(words))]
 
 
 def _informative(words: Sequence[str], held: dict[str, int], passages: int) -> list[str]:

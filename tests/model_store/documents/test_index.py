@@ -157,6 +157,7 @@ def test_a_word_in_most_passages_is_left_out_of_a_search_over_many(index: Docume
     index.index_collection(many.id)
     with index._reading() as db:  # counted as the index stems them: "returning" is held as "return"
         assert index_module._passages_per_word(db, ["the", "narwhal", "returning", "absent"]) == [31, 1, 1, 0]
+        assert index_module._passages_per_word(db, ["the_narwhal", "_"]) == [1, 0]  # a phrase: its rarest token
     assert index_module._within_budget(["the", "narwhal"], [31, 1]) == ["the", "narwhal"]
     question = "the narwhal returning walrus"
     every_word = {p.path.name: p.score for p in index.search(question, collection_ids=[many.id], k=40)}
@@ -165,6 +166,7 @@ def test_a_word_in_most_passages_is_left_out_of_a_search_over_many(index: Docume
     assert index_module._within_budget(["the"], [31]) == ["the"]  # one word is always searched for
     found = index.search(question, collection_ids=[many.id], k=40)
     assert [p.path.name for p in found] == ["rare.txt"]  # no passage is found by "the" or "walrus" alone
+    assert [p.path.name for p in index.search("the_narwhal", collection_ids=[many.id])] == ["rare.txt"]
     assert found[0].score == pytest.approx(every_word["rare.txt"])  # "the" still counts in its score
 
 
