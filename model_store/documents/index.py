@@ -47,11 +47,11 @@ CANDIDATES = 50  # how many each ranking contributes before fusion
 MAX_QUERY_TERMS = 32
 # bm25 scores every passage that holds any word of the question, so a word found in most passages ("the", "if")
 # makes a search over a big collection slow. The rarest words choose the passages, until this many would be
-# scored; every word still scores them (see _rank_among_chosen). A passage that holds only common words is left out.
+# scored; the other words still score them (see _rank_among_chosen). A passage holding only common words is left out.
 POSTINGS_BUDGET = 8_000
 # A word held by more than this share of all passages is left out of the score. FTS5 gives it an idf of at most
-# log(0.65 / 0.35) = 0.62 (none above half), so it adds at most 1.4 to a passage, against 4 to 9 for each rarer
-# word of a question; yet scoring it costs as much as scoring any other ("the", "is", "to" in most questions).
+# log(0.65 / 0.35) = 0.62 (none above half), so it adds at most 1.4 to a passage, where a word in a tenth of them
+# can add 4.8; yet scoring it costs the most ("the", "is", "to": in most questions and in most passages).
 COMMON_SHARE = 0.35
 MAX_REMEMBERED_WORDS = 50_000  # how many words' passage counts a search keeps between writes
 TOKENIZER = "porter unicode61 remove_diacritics 2"
