@@ -726,7 +726,8 @@ def _passages_per_word(db: sqlite3.Connection, words: Sequence[str]) -> list[int
                            [term for _, term in stems]).fetchall()) if stems else {}
     counts: dict[int, int] = {}
     for word_index, term in stems:
-        counts[word_index] = min(held.get(term, 0), counts.get(word_index, held.get(term, 0)))
+        passages = held.get(term, 0)
+        counts[word_index] = min(passages, counts.get(word_index, passages))
     return [counts.get(i, 0) for i in range(len(words))]
 
 
